@@ -1,0 +1,223 @@
+"""Structure-aware chunking, sized in the embedder's own tokens.
+
+Pure functions: given a Document and a tokenizer that returns token character spans, split the text
+on sections (headings), then paragraphs, then sentences, then (for very long sentences) token
+windows, and pack the pieces greedily into chunks of at most `chunk_tokens` body tokens with
+`overlap` tokens of trailing sentences carried into the next chunk. A short context header (title and
+heading path) is prepended to what is embedded; header plus body never exceeds the model's
+max_seq_length, so nothing is silently truncated by the embedder.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .types import Chunk, Document, Heading, content_hash
+
+CHUNKER_VERSION = 1
+
+# text -> list of (start, end) character spans of its tokens, special tokens excluded
+TokenSpans = Callable[[str], Sequence[tuple[int, int]]]
+
+_ABBREV = r"(?<!\bSec)(?<!\bNo)(?<!\bU\.S)(?<!\be\.g)(?<!\bi\.e)(?<!\bMr)(?<!\bMs)(?<!\bDr)(?<!\bvs)(?<!\bal)(?<!\bFig)(?<!\bArt)(?<!\bp)(?<!\bpp)(?<!\bSt)(?<!\bInc)(?<!\bCo)(?<!\bv)"
+_SENT_END = re.compile(
+    _ABBREV
+    + r"[.!?][\"”’)\]]*\s+(?=[\"“(\[]?[A-Z0-9•])|\n(?=\s*(?:[•·▪\-–*]|\(?[a-z0-9ivx]{1,4}\)|\d+\.)\s)|;\s*\n"
+)
+
+
+@dataclass(frozen=True)
+class ChunkConfig:
+    chunk_tokens: int = 200
+    overlap: int = 32
+    max_header_tokens: int = 40
+    max_seq_length: int = 256  # the embedder's limit, special tokens included
+    special_tokens: int = 2  # [CLS] and [SEP] for BERT-style models
+    min_section_tokens: int = 24  # a section smaller than this is merged into the next
+
+
+class _Counter:
+    """Counts tokens of any span of one text from a single tokenizer pass."""
+
+    def __init__(self, text: str, tokenize: TokenSpans) -> None:
+        spans = list(tokenize(text))
+        self.starts = [s for s, _ in spans]
+        self.ends = [e for _, e in spans]
+
+    def count(self, a: int, b: int) -> int:
+        lo = bisect.bisect_left(self.starts, a)
+        hi = bisect.bisect_right(self.ends, b)
+        return max(0, hi - lo)
+
+    def cut_after(self, a: int, n: int) -> int:
+        """Char offset just after the n-th token starting at or after `a`."""
+        lo = bisect.bisect_left(self.starts, a)
+        idx = min(lo + n, len(self.ends)) - 1
+        return self.ends[idx] if idx >= lo else a
+
+
+def _strip_span(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
+
+
+def split_sentences(text: str, a: int, b: int) -> list[tuple[int, int]]:
+    """Sentence spans (stripped) of text[a:b]."""
+    spans = []
+    start = a
+    for m in _SENT_END.finditer(text, a, b):
+        end = m.start() + len(m.group(0).rstrip())
+        s, e = _strip_span(text, start, end)
+        if e > s:
+            spans.append((s, e))
+        start = m.end()
+    s, e = _strip_span(text, start, b)
+    if e > s:
+        spans.append((s, e))
+    return spans
+
+
+def _units(text: str, a: int, b: int, counter: _Counter, budget: int) -> list[tuple[int, int]]:
+    """Paragraphs split into sentences, over-long sentences split into token windows."""
+    units: list[tuple[int, int]] = []
+    para_starts = [a] + [m.end() for m in re.finditer(r"\n[ \t]*\n", text[a:b])]
+    bounds = [a + 0] + [a + p for p in para_starts[1:]] + [b]
+    for i in range(len(bounds) - 1):
+        pa, pb = _strip_span(text, bounds[i], bounds[i + 1])
+        if pb <= pa:
+            continue
+        for sa, sb in split_sentences(text, pa, pb):
+            while counter.count(sa, sb) > budget:
+                cut = counter.cut_after(sa, budget)
+                # back off to a space so a word is not split when possible
+                space = text.rfind(" ", sa, cut)
+                if space > sa and counter.count(sa, space) >= budget // 2:
+                    cut = space
+                if cut <= sa:
+                    break
+                ca, cb = _strip_span(text, sa, cut)
+                if cb > ca:
+                    units.append((ca, cb))
+                sa, _ = _strip_span(text, cut, sb)
+            if sb > sa:
+                units.append((sa, sb))
+    return units
+
+
+def section_paths(headings: Sequence[Heading]) -> list[tuple[int, str]]:
+    """(char_start, 'A > B > C') for each heading, following heading levels."""
+    stack: list[Heading] = []
+    out = []
+    for h in headings:
+        while stack and stack[-1].level >= h.level:
+            stack.pop()
+        stack.append(h)
+        out.append((h.char_start, " > ".join(x.title for x in stack)))
+    return out
+
+
+def _header(title: str, section: str, tokenize: TokenSpans, max_tokens: int) -> tuple[str, int]:
+    head = f"{title} > {section}" if section else title
+    head = re.sub(r"\s+", " ", head).strip()
+    if max_tokens <= 0 or not head:
+        return "", 0
+    spans = list(tokenize(head))
+    if len(spans) > max_tokens:
+        head = head[: spans[max_tokens - 1][1]].rstrip() + " …"
+        spans = list(tokenize(head))
+    return head, len(spans)
+
+
+def chunk_document(
+    doc: Document, tokenize: TokenSpans, cfg: ChunkConfig = ChunkConfig()
+) -> list[Chunk]:
+    text = doc.text
+    counter = _Counter(text, tokenize)
+    paths = section_paths(doc.headings)
+    # section segments: [start, end) with their heading path
+    cuts = [(0, "")] + [(s, p) for s, p in paths if s > 0]
+    if paths and paths[0][0] == 0:
+        cuts[0] = (0, paths[0][1])
+    segments: list[tuple[int, int, str]] = []
+    for i, (s, p) in enumerate(cuts):
+        e = cuts[i + 1][0] if i + 1 < len(cuts) else len(text)
+        if e > s:
+            segments.append((s, e, p))
+    # merge tiny segments (a heading alone) into the next one, keeping the deeper path
+    merged: list[tuple[int, int, str]] = []
+    carry: int | None = None
+    for s, e, p in segments:
+        start = carry if carry is not None else s
+        if counter.count(s, e) < cfg.min_section_tokens and e < len(text):
+            carry = start
+            continue
+        carry = None
+        merged.append((start, e, p))
+    if carry is not None:
+        if merged:
+            s0, _, p0 = merged.pop()
+            merged.append((s0, len(text), p0))
+        else:
+            merged.append((carry, len(text), segments[-1][2] if segments else ""))
+
+    chunks: list[Chunk] = []
+    headers: dict[str, tuple[str, int]] = {}
+    for seg_a, seg_b, path in merged:
+        if path not in headers:
+            headers[path] = _header(doc.title, path, tokenize, cfg.max_header_tokens)
+        head, head_tokens = headers[path]
+        budget = min(cfg.chunk_tokens, cfg.max_seq_length - cfg.special_tokens - head_tokens)
+        budget = max(budget, 8)
+        overlap = min(cfg.overlap, budget // 2)
+        units = _units(text, seg_a, seg_b, counter, budget)
+        i = 0
+        while i < len(units):
+            j = i
+            start = units[i][0]
+            while j + 1 < len(units) and counter.count(start, units[j + 1][1]) <= budget:
+                j += 1
+            a, b = units[i][0], units[j][1]
+            n = counter.count(a, b)
+            chunks.append(_make_chunk(doc, len(chunks), a, b, path, head, head_tokens + n))
+            if j + 1 >= len(units):
+                break
+            # overlap: trailing units of this chunk, within the overlap budget, that leave room
+            k = j + 1
+            while (
+                k - 1 > i
+                and counter.count(units[k - 1][0], b) <= overlap
+                and counter.count(units[k - 1][0], units[j + 1][1]) <= budget
+            ):
+                k -= 1
+            i = k if k <= j else j + 1
+    return chunks
+
+
+def _make_chunk(
+    doc: Document, ordinal: int, a: int, b: int, section: str, head: str, n_tokens: int
+) -> Chunk:
+    body = doc.text[a:b]
+    embed_text = f"{head}\n{body}" if head else body
+    text_hash = content_hash(embed_text, length=32)
+    return Chunk(
+        chunk_id=content_hash(doc.doc_id, str(a), str(b), text_hash, length=20),
+        doc_id=doc.doc_id,
+        source=doc.source,
+        title=doc.title,
+        ordinal=ordinal,
+        text=body,
+        char_start=a,
+        char_end=b,
+        page=doc.page_at(a),
+        page_end=doc.page_at(b - 1),
+        section=section,
+        n_tokens=n_tokens,
+        embed_text=embed_text,
+        date=doc.date,
+    )

@@ -1,0 +1,351 @@
+"""The `rag` command: a thin layer over the library. Errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import ConfigError, IngestError, RagError
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="policy-rag: cited answers from policy documents.",
+)
+index_app = typer.Typer(no_args_is_help=True, help="Build and inspect the index.")
+app.add_typer(index_app, name="index")
+
+CorpusOpt = Annotated[
+    Path | None, typer.Option("--corpus", help="Corpus folder (default: corpus/).")
+]
+IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder (default: index/).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _settings(**kw: Any) -> Any:
+    from .settings import load_settings
+
+    return load_settings(**kw)
+
+
+def _err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+class RichReporter:
+    """Progress bars for a build: files, then chunks embedded."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = _err_console()
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+            disable=quiet,
+        )
+        self.files = None
+        self.chunks = None
+        self.n_chunks = 0
+
+    def __enter__(self) -> RichReporter:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *a: Any) -> None:
+        self.progress.__exit__(*a)
+
+    def start(self, n_files: int) -> None:
+        self.files = self.progress.add_task("files ", total=n_files, info="")
+        self.chunks = self.progress.add_task("chunks", total=0, info="")
+
+    def file_done(self, source: str, n_chunks: int) -> None:
+        self.n_chunks += n_chunks
+        self.progress.update(self.files, advance=1, info=source[-60:])
+        self.progress.update(self.chunks, total=self.n_chunks)
+
+    def file_skipped(self, error: IngestError) -> None:
+        self.console.print(f"[yellow]skipped[/] {error.path}: {error.reason}", markup=True)
+        if self.files is not None and error.kind != "unsupported":
+            self.progress.update(self.files, advance=1)
+
+    def embedded(self, n: int) -> None:
+        self.progress.update(self.chunks, advance=n, info="embedded")
+
+    def stage(self, text: str) -> None:
+        self.console.print(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# index
+
+
+@index_app.command("build")
+def index_build(
+    corpus: CorpusOpt = None,
+    index: IndexOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="Rebuild from scratch.")] = False,
+    embedding_model: Annotated[
+        str | None, typer.Option("--embedding-model", help="HF id or local folder.")
+    ] = None,
+    faiss_index: Annotated[str | None, typer.Option("--faiss", help="flat | hnsw | ivf")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index new and changed files of the corpus; drop removed ones (atomic)."""
+    from .indexer import build_index
+
+    s = _settings(
+        corpus=corpus, index=index, embedding_model=embedding_model, faiss_index=faiss_index
+    )
+    with RichReporter(quiet=quiet or as_json) as rep:
+        result = build_index(s, full=full, reporter=rep)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=1))
+    else:
+        if not result.changed and result.generation:
+            typer.echo("index is up to date. " + result.summary())
+        else:
+            typer.echo(result.summary())
+
+
+@index_app.command("status")
+def index_status(
+    corpus: CorpusOpt = None, index: IndexOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Documents, chunks, model, last build, and files changed since."""
+    from .indexer import plan_changes
+    from .ingest import discover
+    from .store import current_generation, read_manifest
+
+    s = _settings(corpus=corpus, index=index)
+    manifest = read_manifest(Path(s.index))
+    if manifest is None:
+        raise RagError(f"no index at {s.index}; run `rag index build`")
+    pending: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
+    if Path(s.corpus).is_dir():
+        files, _ = discover(Path(s.corpus))
+        add, upd, rem, _ = plan_changes(files, Path(s.corpus), manifest, False)
+        pending = {
+            "added": [f.source for f in add],
+            "changed": [f.source for f in upd],
+            "removed": rem,
+        }
+    compatible = True
+    problem = None
+    try:
+        from .store import check_compatible
+
+        check_compatible(manifest, s.embedding_model, s.chunk_config(), Path(s.index))
+    except RagError as e:
+        compatible, problem = False, str(e)
+    info = {
+        "index": str(s.index),
+        "generation": current_generation(Path(s.index)).name,  # type: ignore[union-attr]
+        "index_id": manifest.get("index_id"),
+        "documents": manifest["counts"]["documents"],
+        "chunks": manifest["counts"]["chunks"],
+        "embedding_model": manifest["embedding"]["model"],
+        "dimension": manifest["embedding"]["dimension"],
+        "faiss": manifest["faiss"]["type"],
+        "chunking": manifest["chunking"],
+        "built_at": manifest.get("built_at"),
+        "build_seconds": manifest.get("build_seconds"),
+        "changed_since": pending,
+        "compatible_with_settings": compatible,
+        "problem": problem,
+    }
+    if as_json:
+        typer.echo(json.dumps(info, indent=1))
+        return
+    n_pending = sum(len(v) for v in pending.values())
+    typer.echo(f"index      {info['index']} ({info['generation']}, id {info['index_id']})")
+    typer.echo(f"documents  {info['documents']}   chunks {info['chunks']}")
+    typer.echo(
+        f"model      {info['embedding_model']} ({info['dimension']} d, faiss {info['faiss']})"
+    )
+    typer.echo(
+        f"chunking   {info['chunking']['chunk_tokens']} tokens, overlap {info['chunking']['chunk_overlap']}"
+    )
+    typer.echo(f"last build {info['built_at']} ({info['build_seconds']} s)")
+    if n_pending:
+        typer.echo(
+            f"changed since: {len(pending['added'])} added, {len(pending['changed'])} changed, {len(pending['removed'])} removed; run `rag index build`"
+        )
+        for k, v in pending.items():
+            for src in v[:20]:
+                typer.echo(f"  {k:8} {src}")
+    else:
+        typer.echo("changed since: none (up to date)")
+    if problem:
+        typer.echo(f"warning: {problem}")
+
+
+@index_app.command("check")
+def index_check(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Consistency check: FAISS ids == SQLite rows == manifest."""
+    from .store import IndexStore
+
+    s = _settings(index=index)
+    store = IndexStore(Path(s.index))
+    problems = store.check()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": not problems,
+                    "problems": problems,
+                    "chunks": len(store),
+                    "generation": store.generation.name,
+                }
+            )
+        )
+    elif problems:
+        for p in problems:
+            typer.echo(f"problem: {p}")
+    else:
+        typer.echo(
+            f"ok: {store.generation.name}, {len(store)} chunks, {len(store.documents())} documents consistent"
+        )
+    if problems:
+        raise typer.Exit(5)
+
+
+# ---------------------------------------------------------------------------------------------
+# search
+
+
+def _read_queries(path: Path) -> list[tuple[str, Any]]:
+    from .retrieve import normalise_filter_obj
+
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read queries file {path}: {e}") from None
+    out: list[tuple[str, Any]] = []
+    jsonl = path.suffix.lower() in (".jsonl", ".json") or raw.lstrip().startswith("{")
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        if jsonl:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            q = obj.get("question") if isinstance(obj, dict) else None
+            if not isinstance(q, str) or not q.strip():
+                raise ConfigError(f'{path}:{n}: needs a non-empty "question" string')
+            out.append((q, normalise_filter_obj(obj.get("filter"))))
+        else:
+            out.append((line.strip(), None))
+    return out
+
+
+def _print_hits(hits: list[Any]) -> None:
+    if not hits:
+        typer.echo("no passages found")
+    for p in hits:
+        c = p.chunk
+        snippet = " ".join(c.text.split())
+        snippet = snippet[:280] + ("…" if len(snippet) > 280 else "")
+        typer.echo(f"[{p.rank}] {c.label}  (score {p.score:.3f})")
+        typer.echo(f"    {c.source}")
+        typer.echo(f"    {snippet}\n")
+
+
+@app.command("search")
+def search(
+    question: Annotated[str | None, typer.Argument(help="The question or search text.")] = None,
+    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Passages to return.")] = None,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="KEY=VALUE on source/title/doc_id/date (repeatable)."),
+    ] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries", help="File of queries: one a line, or JSONL with question/filter."
+        ),
+    ] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the index (dense retrieval); every hit cites document, page and section."""
+    from .retrieve import Retriever, parse_filters
+
+    if (question is None) == (queries is None):
+        raise ConfigError("give a QUESTION or --queries FILE (one of them)")
+    s = _settings(index=index, top_k=k)
+    filters = parse_filters(filter_)
+    retriever = Retriever.open(s)
+    if queries is not None:
+        items = _read_queries(queries)
+        t0 = time.perf_counter()
+        for start in range(0, len(items), 256):
+            part = items[start : start + 256]
+            merged = [{**filters, **(f or {})} or None for _, f in part]
+            results = retriever.dense([q for q, _ in part], s.top_k, merged)
+            for (q, _), hits in zip(part, results, strict=True):
+                typer.echo(
+                    json.dumps(
+                        {"question": q, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False
+                    )
+                )
+        _err_console().print(f"searched {len(items)} queries in {time.perf_counter() - t0:.2f} s")
+        return
+    assert question is not None
+    if not question.strip():
+        raise ConfigError("the question is empty")
+    hits = retriever.dense([question], s.top_k, filters or None)[0]
+    if as_json:
+        typer.echo(json.dumps([h.to_dict() for h in hits], indent=1, ensure_ascii=False))
+    else:
+        _print_hits(hits)
+
+
+def main() -> None:
+    import click
+
+    try:
+        app(standalone_mode=False)
+    except RagError as e:
+        _err_console().print(f"error: {e}", markup=False)
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _err_console().print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,793 @@
+"""Loaders: turn a file into a Document (text + page starts + headings + metadata).
+
+Every loader fails with an IngestError naming the file and the reason, so a build can skip one bad
+file, report it, and go on. Formats are checked by content (magic bytes), not only by extension.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import IngestError
+from .types import Document, Heading
+
+SUPPORTED_EXTENSIONS = {
+    ".pdf": "pdf",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": "txt",
+    ".text": "txt",
+    ".docx": "docx",
+}
+METADATA_FILE = "metadata.yaml"
+DEFAULT_IGNORE = ("SOURCES.md", METADATA_FILE)
+_META_KEYS = ("title", "date", "source_url")
+_DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d\d-[01]\d-[0-3]\d)(?!\d)")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-file bounds on time and memory (from settings)."""
+
+    max_bytes: int = 100 * 1024 * 1024
+    max_pages: int = 5000
+    max_unzipped_bytes: int = 200 * 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery
+
+
+def discover(
+    root: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE
+) -> tuple[list[Path], list[IngestError]]:
+    """Files under `root` to index, sorted, and the files skipped with why.
+
+    Hidden files and folders are skipped silently; symlinks are never followed out of the corpus.
+    """
+    root = root.resolve()
+    files: list[Path] = []
+    skipped: list[IngestError] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name in ignore:
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    skipped.append(
+                        IngestError(
+                            rel, "symlink points outside the corpus; not followed", "unsupported"
+                        )
+                    )
+                    continue
+            if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+                skipped.append(
+                    IngestError(
+                        rel, f"unsupported file type '{path.suffix or name}'", "unsupported"
+                    )
+                )
+                continue
+            files.append(path)
+    return files, skipped
+
+
+def relative_source(path: Path, root: Path) -> str:
+    """The document's `source`: its path relative to the corpus root, forward slashes."""
+    for p, r in (
+        (Path(os.path.abspath(path)), Path(os.path.abspath(root))),
+        (path.resolve(), root.resolve()),
+    ):
+        try:
+            return p.relative_to(r).as_posix()
+        except ValueError:
+            continue
+    return path.name
+
+
+def load_corpus_metadata(root: Path) -> dict[str, dict[str, str]]:
+    """Optional `metadata.yaml` at the corpus root: {relative path: {title, date, source_url}}.
+
+    It overrides what a loader finds, for files that carry no usable title or date (many PDFs).
+    """
+    path = root / METADATA_FILE
+    if not path.is_file():
+        return {}
+    import yaml
+
+    from .errors import ConfigError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of file path -> {{title, date, source_url}}")
+    out: dict[str, dict[str, str]] = {}
+    for src, entry in data.items():
+        if not isinstance(entry, dict) or set(entry) - set(_META_KEYS):
+            raise ConfigError(
+                f"{path}: entry '{src}' must be a mapping with keys among {', '.join(_META_KEYS)}"
+            )
+        out[str(src)] = {k: str(v) for k, v in entry.items() if v is not None}
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Text helpers (pure)
+
+
+def clean_text(text: str) -> str:
+    """Normalise newlines, re-join hyphenated line breaks and drop control characters."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub("[\ufffe\u00ad]\n?", "", text)  # pdfium soft hyphens
+    text = text.replace("\u00a0", " ")
+    text = re.sub(r"[\x00-\x08\x0b\x0e-\x1f\x7f]", "", text)
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip("\n ")
+
+
+_NUMBERED = re.compile(r"^((?:\d+\.)+\d*|[IVXL]+\.|[A-Z]\.)\s+\S")
+_LEGAL_SEC = re.compile(r"^(Sec(?:tion)?\.?\s*\d+[a-z]?\.)\s*([A-Z][^.\n]{2,90}?)\.(?:\s|$)")
+_SUBSEC = re.compile(r"^(\d+\.\d+)\.?\s+([A-Z][^.\n]{2,90}?)\.(?:\s|$)")
+_PILLAR = re.compile(r"^(Pillar|Part|Chapter|Appendix|Annex|Title)\s+[IVXLC\d]+[:.]?\s", re.I)
+_SMALL_WORDS = {
+    "a",
+    "an",
+    "and",
+    "as",
+    "at",
+    "by",
+    "for",
+    "from",
+    "in",
+    "of",
+    "on",
+    "or",
+    "the",
+    "to",
+    "with",
+    "vs",
+    "via",
+    "into",
+    "its",
+    "is",
+}
+
+
+def legal_section(paragraph: str) -> tuple[str, int] | None:
+    """'Sec. 4.  Ensuring Safety.  (a) ...' -> ('Sec. 4. Ensuring Safety', 0); '4.6. Title. ...' -> level 1."""
+    m = _LEGAL_SEC.match(paragraph)
+    if m:
+        return f"{m.group(1)} {m.group(2).strip()}", 0
+    m = _SUBSEC.match(paragraph)
+    if m and len(m.group(2).split()) <= 14:
+        return f"{m.group(1)}. {m.group(2).strip()}", 1
+    return None
+
+
+def looks_like_heading(line: str, prev: str, nxt: str) -> int | None:
+    """Heuristic heading test for text without markup (PDF, plain text). Returns a level or None."""
+    s = line.strip()
+    if (
+        not (3 <= len(s) <= 90)
+        or not (s[0].isupper() or s[0].isdigit())
+        or not any(c.isalpha() for c in s)
+    ):
+        return None
+    if s[-1] in ",;:" or (s[-1] == "." and not _NUMBERED.match(s)):
+        return None
+    if prev.strip() and prev.strip()[-1] not in '.:;!?)”"' and not prev.strip().isupper():
+        return None  # mid-sentence line wrap
+    if nxt.strip() and not (nxt.strip()[0].isupper() or nxt.strip()[0] in '•(“"'):
+        return None
+    if _PILLAR.match(s):
+        return 1
+    words = re.findall(r"[A-Za-z][\w'’-]*", s)
+    if not words or len(words) > 14:
+        return None
+    if _NUMBERED.match(s):
+        depth = s.split()[0].rstrip(".").count(".")
+        return 1 + min(depth, 3)
+    if s.isupper() and len(words) >= 1 and len(s) >= 4:
+        return 1
+    big = [w for w in words if w.lower() not in _SMALL_WORDS]
+    if big and sum(w[0].isupper() for w in big) / len(big) >= 0.8 and 2 <= len(words) <= 10:
+        return 2
+    return None
+
+
+def detect_headings(
+    text: str, markup_headings: list[Heading] | None = None, heuristic: bool = True
+) -> list[Heading]:
+    """Headings from markup (if any) plus legal 'Sec. N.' paragraphs, plus line heuristics."""
+    found: dict[int, Heading] = {h.char_start: h for h in markup_headings or []}
+    base = max((h.level for h in markup_headings or []), default=0)
+    lines = text.split("\n")
+    offset = 0
+    prev = ""
+    for i, line in enumerate(lines):
+        start = offset
+        offset += len(line) + 1
+        stripped = line.strip()
+        if not stripped:
+            prev = ""
+            continue
+        lead = start + (len(line) - len(line.lstrip()))
+        if lead in found:
+            prev = line
+            continue
+        sec = legal_section(stripped)
+        if sec and (not prev.strip() or prev.strip()[-1] in '.:;)”"' or prev.strip().isupper()):
+            found[lead] = Heading(lead, base + 1 + sec[1], re.sub(r"\s+", " ", sec[0]))
+        elif heuristic:
+            nxt = lines[i + 1] if i + 1 < len(lines) else ""
+            level = looks_like_heading(line, prev, nxt)
+            if level is not None:
+                found[lead] = Heading(lead, base + level, stripped)
+        prev = line
+    return [found[k] for k in sorted(found)]
+
+
+def _date_from_name(name: str) -> str | None:
+    m = _DATE_IN_NAME.search(name)
+    return m.group(1) if m else None
+
+
+def _pdf_date(raw: str | None) -> str | None:
+    m = re.match(r"D?:?(\d{4})(\d{2})(\d{2})", raw or "")
+    return f"{m.group(1)}-{m.group(2)}-{m.group(3)}" if m else None
+
+
+def _join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:
+    parts: list[str] = []
+    starts: list[int] = []
+    pos = 0
+    for p in pages:
+        starts.append(pos)
+        parts.append(p)
+        pos += len(p) + 2
+    return "\n\n".join(parts), tuple(starts)
+
+
+def _strip_running_lines(pages: list[list[str]]) -> list[list[str]]:
+    """Drop running headers/footers and bare page numbers that repeat at the top/bottom of pages."""
+    if len(pages) < 4:
+        return pages
+
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", line.strip().lower())
+
+    edge: Counter[str] = Counter()
+    for lines in pages:
+        nonempty = [ln for ln in lines if ln.strip()]
+        edge.update({key(ln) for ln in nonempty[:2] + nonempty[-2:]})
+    common = {k for k, c in edge.items() if c >= max(3, 0.4 * len(pages)) and k}
+    common.add("#")
+    out = []
+    for lines in pages:
+        idx = [i for i, ln in enumerate(lines) if ln.strip()]
+        drop = {i for i in idx[:2] + idx[-2:] if key(lines[i]) in common}
+        out.append([ln for i, ln in enumerate(lines) if i not in drop])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Format loaders: (path bytes) -> fields for Document
+
+
+def _check_size(data: bytes, rel: str, limits: Limits) -> None:
+    if not data.strip():
+        raise IngestError(rel, "empty file", "empty")
+
+
+def _load_pdf(data: bytes, rel: str, limits: Limits) -> dict[str, Any]:
+    if not data.lstrip()[:5].startswith(b"%PDF"):
+        raise IngestError(rel, "not a PDF (no %PDF header)", "corrupt")
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as e:
+        msg = str(e)
+        if "password" in msg.lower():
+            raise IngestError(rel, "encrypted PDF (password required)", "encrypted") from None
+        raise IngestError(rel, f"corrupt PDF ({msg})", "corrupt") from None
+    try:
+        n = len(pdf)
+        if n == 0:
+            raise IngestError(rel, "PDF has no pages", "empty")
+        if n > limits.max_pages:
+            raise IngestError(
+                rel,
+                f"PDF has {n} pages, over the limit of {limits.max_pages} (max_pages)",
+                "too_large",
+            )
+        raw_pages: list[list[str]] = []
+        for i in range(n):
+            page = pdf[i]
+            tp = page.get_textpage()
+            raw_pages.append(clean_text(tp.get_text_range()).split("\n"))
+            tp.close()
+            page.close()
+        meta = pdf.get_metadata_dict()
+        toc = []
+        try:
+            for bm in pdf.get_toc(max_depth=6):
+                dest = bm.get_dest()
+                idx = dest.get_index() if dest is not None else None
+                if idx is not None and bm.get_title().strip():
+                    toc.append((bm.level, bm.get_title().strip(), idx))
+        except Exception:
+            toc = []
+    finally:
+        pdf.close()
+    pages = ["\n".join(lines).strip() for lines in _strip_running_lines(raw_pages)]
+    text, starts = _join_pages(pages)
+    if len(re.sub(r"\s", "", text)) < max(20, 5 * n):
+        raise IngestError(
+            rel, f"no extractable text in {n} page(s) (scanned PDF? run OCR first)", "no_text"
+        )
+    headings: list[Heading] = []
+    if toc:
+        for level, title, idx in toc:
+            if not 0 <= idx < n:
+                continue
+            lo = starts[idx]
+            hi = starts[idx + 1] if idx + 1 < n else len(text)
+            pos = _find_title(text, title, lo, hi)
+            if pos is not None:
+                headings.append(Heading(pos, level + 1, title))
+        headings = detect_headings(text, headings, heuristic=False)
+    else:
+        headings = detect_headings(text)
+    title = (meta.get("Title") or "").strip()
+    if not title or re.search(r"(microsoft word|untitled|\.docx?$|\.pdf$)", title, re.I):
+        title = ""
+    return {
+        "text": text,
+        "page_starts": starts,
+        "headings": tuple(headings),
+        "title": title,
+        "date": _pdf_date(meta.get("CreationDate")),
+        "has_pages": True,
+    }
+
+
+def _find_title(text: str, title: str, lo: int, hi: int) -> int | None:
+    """Where a bookmark's title starts on its page (tolerant to whitespace and line wraps)."""
+    words = re.findall(r"\w+", title)
+    if not words:
+        return None
+    pattern = r"\W+".join(re.escape(w) for w in words)
+    m = re.search(pattern, text[lo:hi], re.I)
+    return lo + m.start() if m else None
+
+
+def _decode(data: bytes, rel: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise IngestError(rel, "binary content (NUL bytes) in a text file", "encoding")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise IngestError(
+            rel, f"not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})", "encoding"
+        ) from None
+
+
+def _load_txt(data: bytes, rel: str, limits: Limits) -> dict[str, Any]:
+    raw = _decode(data, rel)
+    pages = [clean_text(p) for p in raw.split("\f")]
+    if len(pages) > limits.max_pages:
+        raise IngestError(
+            rel,
+            f"{len(pages)} pages, over the limit of {limits.max_pages} (max_pages)",
+            "too_large",
+        )
+    if len(pages) >= 4:
+        pages = [
+            "\n".join(lines).strip()
+            for lines in _strip_running_lines([p.split("\n") for p in pages])
+        ]
+    text, starts = _join_pages(pages)
+    headings = detect_headings(text)
+    return {
+        "text": text,
+        "page_starts": starts,
+        "headings": tuple(headings),
+        "title": "",
+        "has_pages": "\f" in raw,
+    }
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.S)
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+
+
+def _md_inline(text: str) -> str:
+    """Markdown/HTML inline markup to plain text (links keep their text)."""
+    text = re.sub(r"<br\s*/?>", "\n", text, flags=re.I)
+    text = re.sub(r"<[^>\n]+>", "", text)
+    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
+    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
+    text = re.sub(r"`([^`]+)`", r"\1", text)
+    import html
+
+    return html.unescape(text)
+
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|\([a-z0-9]{1,4}\))\s")
+
+
+def _join_soft_breaks(lines: list[str]) -> str:
+    """Markdown soft line breaks are spaces; list items and hard breaks stay on their own lines."""
+    out: list[str] = []
+    for line in lines:
+        if (
+            out
+            and not _LIST_ITEM.match(line)
+            and not out[-1].endswith("  ")
+            and not line.startswith("|")
+        ):
+            out[-1] = out[-1].rstrip() + " " + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _load_md(data: bytes, rel: str, limits: Limits) -> dict[str, Any]:
+    raw = _decode(data, rel).replace("\r\n", "\n")
+    meta: dict[str, Any] = {}
+    m = _FRONT_MATTER.match(raw)
+    if m:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(m.group(1))
+            meta = loaded if isinstance(loaded, dict) else {}
+        except yaml.YAMLError as e:
+            raise IngestError(
+                rel, f"invalid YAML front matter ({str(e).splitlines()[0]})", "corrupt"
+            ) from None
+        raw = raw[m.end() :]
+    out: list[str] = []
+    headings: list[Heading] = []
+    pos = 0
+    in_code = False
+    buf: list[str] = []
+
+    def emit(para: str) -> None:
+        nonlocal pos
+        if para.strip():
+            out.append(para)
+            pos += len(para) + 2
+
+    def flush(code: bool) -> None:
+        emit("\n".join(buf).strip() if code else clean_text(_md_inline(_join_soft_breaks(buf))))
+        buf.clear()
+
+    for line in raw.split("\n"):
+        if line.strip().startswith("```"):
+            flush(in_code)
+            in_code = not in_code
+            continue
+        if in_code:
+            buf.append(line)
+            continue
+        hm = _MD_HEADING.match(line)
+        if hm:
+            flush(False)
+            title = clean_text(_md_inline(hm.group(2)))
+            if title:
+                headings.append(Heading(pos, len(hm.group(1)), title))
+                emit(title)
+        elif not line.strip() or re.match(r"^\s*(-{3,}|\*{3,}|_{3,})\s*$", line):
+            flush(False)
+        else:
+            buf.append(line)
+    flush(in_code)
+    text = "\n\n".join(out)
+    headings = detect_headings(text, headings, heuristic=False)
+    date = meta.get("date") or meta.get("published_time")
+    return {
+        "text": text,
+        "page_starts": (0,),
+        "headings": tuple(headings),
+        "title": str(meta.get("title") or "").strip(),
+        "date": str(date)[:10] if date else None,
+        "source_url": meta.get("source_url") or meta.get("url"),
+        "has_pages": False,
+    }
+
+
+_HTML_DROP = [
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "iframe",
+    "svg",
+    "template",
+    "button",
+]
+_HTML_BLOCKS = [
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "li",
+    "pre",
+    "blockquote",
+    "td",
+    "th",
+    "dt",
+    "dd",
+    "figcaption",
+    "caption",
+]
+
+
+def _load_html(data: bytes, rel: str, limits: Limits) -> dict[str, Any]:
+    from bs4 import BeautifulSoup
+
+    if b"\x00" in data[:8192]:
+        raise IngestError(rel, "binary content (NUL bytes) in an HTML file", "encoding")
+    try:
+        soup = BeautifulSoup(data, "lxml")
+    except Exception as e:
+        raise IngestError(rel, f"cannot parse HTML ({e})", "corrupt") from None
+    page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    date = None
+    for attrs in (
+        {"property": "article:published_time"},
+        {"name": "date"},
+        {"name": "dcterms.date"},
+    ):
+        tag = soup.find("meta", attrs=attrs)
+        if tag and tag.get("content"):
+            date = str(tag["content"])[:10]
+            break
+    if not date and (t := soup.find("time")) and t.get("datetime"):
+        date = str(t["datetime"])[:10]
+    url_tag = soup.find("link", rel="canonical")
+    for t in soup(_HTML_DROP):
+        t.decompose()
+    for t in soup.select(
+        '[role="navigation"], [role="banner"], [role="contentinfo"], .cookie, #cookie-banner'
+    ):
+        t.decompose()
+    root = (
+        soup.find("main")
+        or soup.find("article")
+        or soup.find(attrs={"role": "main"})
+        or soup.body
+        or soup
+    )
+    out: list[str] = []
+    headings: list[Heading] = []
+    pos = 0
+    blocks = root.find_all(_HTML_BLOCKS)
+    block_set = set(map(id, blocks))
+    for el in blocks:
+        if any(id(a) in block_set for a in el.parents):
+            continue
+        txt = clean_text(el.get_text(" " if el.name != "pre" else "", strip=el.name != "pre"))
+        txt = re.sub(r"[ \t]{2,}", " ", txt)
+        if not txt:
+            continue
+        if el.name and el.name[0] == "h" and el.name[1:].isdigit():
+            headings.append(Heading(pos, int(el.name[1]), txt))
+        out.append(txt)
+        pos += len(txt) + 2
+    collected = sum(len(o) for o in out)
+    full = clean_text(root.get_text("\n", strip=True))
+    if collected < 0.5 * len(full):  # text in bare divs: fall back to lines
+        out = [ln for ln in full.split("\n") if ln.strip()]
+        headings = []
+    text = "\n\n".join(out)
+    return {
+        "text": text,
+        "page_starts": (0,),
+        "headings": tuple(detect_headings(text, headings, heuristic=False)),
+        "title": page_title or (headings[0].title if headings else ""),
+        "date": date,
+        "source_url": url_tag.get("href") if url_tag else None,
+        "has_pages": False,
+    }
+
+
+def _check_zip(data: bytes, rel: str, limits: Limits) -> None:
+    if not data.startswith(b"PK"):
+        raise IngestError(rel, "not a DOCX (not a zip container)", "corrupt")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+            total = sum(i.file_size for i in infos)
+            names = {i.filename for i in infos}
+    except zipfile.BadZipFile as e:
+        raise IngestError(rel, f"corrupt DOCX ({e})", "corrupt") from None
+    if total > limits.max_unzipped_bytes:
+        raise IngestError(
+            rel, f"DOCX unpacks to {total / 1e6:.0f} MB, over the limit (zip bomb?)", "too_large"
+        )
+    if "word/document.xml" not in names:
+        if "EncryptedPackage" in names:
+            raise IngestError(rel, "encrypted DOCX (password required)", "encrypted")
+        raise IngestError(rel, "not a DOCX (no word/document.xml)", "corrupt")
+
+
+def _load_docx(data: bytes, rel: str, limits: Limits) -> dict[str, Any]:
+    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise IngestError(
+            rel, "encrypted or legacy .doc file (OLE container), not a DOCX", "encrypted"
+        )
+    _check_zip(data, rel, limits)
+    import docx
+
+    try:
+        d = docx.Document(io.BytesIO(data))
+    except Exception as e:
+        raise IngestError(rel, f"corrupt DOCX ({e})", "corrupt") from None
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    out: list[str] = []
+    headings: list[Heading] = []
+    pos = 0
+    for item in d.iter_inner_content():
+        if isinstance(item, Paragraph):
+            txt = clean_text(item.text)
+            if not txt:
+                continue
+            style = (item.style.name if item.style is not None else "") or ""
+            m = re.match(r"Heading (\d)", style)
+            if m or style == "Title":
+                headings.append(Heading(pos, int(m.group(1)) if m else 1, txt))
+            out.append(txt)
+            pos += len(txt) + 2
+        elif isinstance(item, Table):
+            rows = []
+            for row in item.rows:
+                cells = []
+                for c in row.cells:
+                    t = clean_text(c.text).replace("\n", " ")
+                    if not cells or cells[-1] != t:  # merged cells repeat
+                        cells.append(t)
+                rows.append(" | ".join(cells))
+            txt = "\n".join(r for r in rows if r.strip(" |"))
+            if txt:
+                out.append(txt)
+                pos += len(txt) + 2
+    text = "\n\n".join(out)
+    cp = d.core_properties
+    return {
+        "text": text,
+        "page_starts": (0,),
+        "headings": tuple(detect_headings(text, headings, heuristic=not headings)),
+        "title": (cp.title or "").strip(),
+        "date": cp.created.date().isoformat() if cp.created else None,
+        "has_pages": False,
+    }
+
+
+_LOADERS = {
+    "pdf": _load_pdf,
+    "txt": _load_txt,
+    "md": _load_md,
+    "html": _load_html,
+    "docx": _load_docx,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def load_document(
+    path: Path,
+    root: Path,
+    limits: Limits | None = None,
+    data: bytes | None = None,
+    meta: dict[str, str] | None = None,
+) -> Document:
+    """Load one file into a Document, or raise IngestError naming the file and the reason.
+
+    `meta` (from metadata.yaml) overrides the title, date and source_url found in the file.
+    """
+    limits = limits or Limits()
+    rel = relative_source(path, root)
+    kind = SUPPORTED_EXTENSIONS.get(path.suffix.lower())
+    if kind is None:
+        raise IngestError(rel, f"unsupported file type '{path.suffix or path.name}'", "unsupported")
+    if data is None:
+        try:
+            size = path.stat().st_size
+            if size > limits.max_bytes:
+                raise IngestError(
+                    rel,
+                    f"file is {size / 1e6:.1f} MB, over the limit of {limits.max_bytes / 1e6:.0f} MB (max_file_mb)",
+                    "too_large",
+                )
+            data = path.read_bytes()
+        except OSError as e:
+            raise IngestError(rel, f"cannot read file ({e.strerror or e})", "error") from None
+    _check_size(data, rel, limits)
+    try:
+        fields = _LOADERS[kind](data, rel, limits)
+    except IngestError:
+        raise
+    except (MemoryError, RecursionError) as e:
+        raise IngestError(
+            rel, f"file too complex to load ({type(e).__name__})", "too_large"
+        ) from None
+    except Exception as e:  # a parser bug must not abort the build
+        raise IngestError(
+            rel, f"cannot load {kind.upper()} ({type(e).__name__}: {e})", "corrupt"
+        ) from None
+    text = fields.pop("text")
+    if not text.strip():
+        raise IngestError(rel, "no text found", "empty")
+    headings = fields.pop("headings")
+    title = fields.pop("title") or (headings[0].title if headings else "") or Path(rel).stem
+    date = fields.pop("date", None)
+    name_date = _date_from_name(Path(rel).name)
+    meta = meta or {}
+    if meta.get("title"):
+        title = meta["title"]
+    if meta.get("date"):
+        date, name_date = meta["date"], None
+    if meta.get("source_url"):
+        fields["source_url"] = meta["source_url"]
+    return Document(
+        doc_id=hashlib.sha256(data).hexdigest()[:16],
+        source=rel,
+        title=re.sub(r"\s+", " ", title)[:300],
+        text=text,
+        headings=headings,
+        date=name_date if (name_date and kind == "pdf") else (date or name_date),
+        file_type=kind,
+        **fields,
+    )
+
+
+def iter_documents(
+    paths: list[Path], root: Path, limits: Limits | None = None
+) -> Iterator[Document | IngestError]:
+    """Documents one at a time (streaming: only one file's text is held)."""
+    for p in paths:
+        try:
+            yield load_document(p, root, limits)
+        except IngestError as e:
+            yield e

@@ -1,0 +1,156 @@
+"""The data that flows through the pipeline: Document -> Chunk -> Passage -> Answer.
+
+Frozen dataclasses with ids derived from content hashes, so the same input always yields the same
+ids (incremental builds and answer records depend on that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def content_hash(*parts: str | bytes, length: int = 16) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8") if isinstance(p, str) else p)
+        h.update(b"\x1f")
+    return h.hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A heading found in a document: where it starts in the text, its depth and its title."""
+
+    char_start: int
+    level: int
+    title: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded document: its whole text plus where pages and headings begin in that text."""
+
+    doc_id: str  # content hash of the file bytes
+    source: str  # path relative to the corpus root, with forward slashes
+    title: str
+    text: str
+    page_starts: tuple[int, ...] = (0,)  # char offset where page i+1 starts
+    headings: tuple[Heading, ...] = ()
+    date: str | None = None
+    source_url: str | None = None
+    file_type: str = "txt"
+    has_pages: bool = True  # False for formats without real pages (md, html, docx)
+
+    @property
+    def page_count(self) -> int:
+        return len(self.page_starts)
+
+    def page_at(self, offset: int) -> int:
+        """1-based page holding char `offset`."""
+        import bisect
+
+        return max(1, bisect.bisect_right(self.page_starts, offset))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of a document, sized to fit the embedder, with everything needed to cite it."""
+
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    ordinal: int  # position within its document
+    text: str  # exactly document.text[char_start:char_end]
+    char_start: int
+    char_end: int
+    page: int
+    page_end: int
+    section: str  # heading path, "A > B > C"
+    n_tokens: int  # embedder tokens of embed_text, special tokens excluded
+    embed_text: str  # what is embedded: a short context header + text
+    date: str | None = None
+
+    @property
+    def text_hash(self) -> str:
+        """Key of the embedding cache: equal embed texts share one vector."""
+        return content_hash(self.embed_text, length=32)
+
+    @property
+    def label(self) -> str:
+        pages = (
+            f"p. {self.page}" if self.page == self.page_end else f"pp. {self.page}-{self.page_end}"
+        )
+        sec = f" § {self.section}" if self.section else ""
+        return f"{self.title}, {pages}{sec}"
+
+    @property
+    def faiss_id(self) -> int:
+        return chunk_faiss_id(self.chunk_id)
+
+
+def chunk_faiss_id(chunk_id: str) -> int:
+    """Stable positive int64 id for FAISS, derived from the chunk's hash id."""
+    return int(chunk_id[:15], 16)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with its score and rank for one query."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+    scores: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.chunk
+        return {
+            "rank": self.rank,
+            "score": round(float(self.score), 6),
+            "chunk_id": c.chunk_id,
+            "doc_id": c.doc_id,
+            "source": c.source,
+            "title": c.title,
+            "date": c.date,
+            "page": c.page,
+            "page_end": c.page_end,
+            "section": c.section,
+            "label": c.label,
+            "char_start": c.char_start,
+            "char_end": c.char_end,
+            "text": c.text,
+            **(
+                {"scores": {k: round(float(v), 6) for k, v in self.scores.items()}}
+                if self.scores
+                else {}
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    passage: Passage
+    quote: str
+    support: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    refused: bool
+    mode: str
+    citations: tuple[Citation, ...]
+    passages: tuple[Passage, ...]
+    model: str | None = None
+    index_id: str | None = None
+    timings: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["passages"] = [p.to_dict() for p in self.passages]
+        return d
