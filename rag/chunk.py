@@ -96,9 +96,13 @@ def _units(text: str, a: int, b: int, counter: _Counter, budget: int) -> list[tu
             while counter.count(sa, sb) > budget:
                 cut = counter.cut_after(sa, budget)
                 # back off to a space so a word is not split when possible
-                space = text.rfind(" ", sa, cut)
+                space = max(text.rfind(" ", sa, cut), text.rfind("\n", sa, cut))
                 if space > sa and counter.count(sa, space) >= budget // 2:
                     cut = space
+                elif cut < sb and not text[cut].isspace():
+                    # one giant word: cut inside it with a margin, since its pieces re-tokenize
+                    # slightly differently on their own ("##ious" -> "ious")
+                    cut = counter.cut_after(sa, max(1, budget - 3))
                 if cut <= sa:
                     break
                 ca, cb = _strip_span(text, sa, cut)
@@ -183,8 +187,7 @@ def chunk_document(
             while j + 1 < len(units) and counter.count(start, units[j + 1][1]) <= budget:
                 j += 1
             a, b = units[i][0], units[j][1]
-            n = counter.count(a, b)
-            chunks.append(_make_chunk(doc, len(chunks), a, b, path, head, head_tokens + n))
+            chunks.append(_make_chunk(doc, len(chunks), a, b, path, head, tokenize))
             if j + 1 >= len(units):
                 break
             # overlap: trailing units of this chunk, within the overlap budget, that leave room
@@ -200,10 +203,11 @@ def chunk_document(
 
 
 def _make_chunk(
-    doc: Document, ordinal: int, a: int, b: int, section: str, head: str, n_tokens: int
+    doc: Document, ordinal: int, a: int, b: int, section: str, head: str, tokenize: TokenSpans
 ) -> Chunk:
     body = doc.text[a:b]
     embed_text = f"{head}\n{body}" if head else body
+    n_tokens = len(tokenize(embed_text))  # exact: what the embedder will see
     text_hash = content_hash(embed_text, length=32)
     return Chunk(
         chunk_id=content_hash(doc.doc_id, str(a), str(b), text_hash, length=20),

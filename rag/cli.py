@@ -333,7 +333,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except RagError as e:
-        _err_console().print(f"error: {e}", markup=False)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, never wrapped
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

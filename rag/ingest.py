@@ -189,7 +189,7 @@ def legal_section(paragraph: str) -> tuple[str, int] | None:
     return None
 
 
-def looks_like_heading(line: str, prev: str, nxt: str) -> int | None:
+def looks_like_heading(line: str, prev: str, nxt: str, prev_is_heading: bool = False) -> int | None:
     """Heuristic heading test for text without markup (PDF, plain text). Returns a level or None."""
     s = line.strip()
     if (
@@ -217,6 +217,8 @@ def looks_like_heading(line: str, prev: str, nxt: str) -> int | None:
     big = [w for w in words if w.lower() not in _SMALL_WORDS]
     if big and sum(w[0].isupper() for w in big) / len(big) >= 0.8 and 2 <= len(words) <= 10:
         return 2
+    if len(words) == 1 and len(s) <= 30 and s[0].isupper() and len(nxt.strip()) > 40:
+        return 2
     return None
 
 
@@ -229,6 +231,7 @@ def detect_headings(
     lines = text.split("\n")
     offset = 0
     prev = ""
+    prev_heading = False
     for i, line in enumerate(lines):
         start = offset
         offset += len(line) + 1
@@ -238,16 +241,17 @@ def detect_headings(
             continue
         lead = start + (len(line) - len(line.lstrip()))
         if lead in found:
-            prev = line
+            prev, prev_heading = line, True
             continue
         sec = legal_section(stripped)
         if sec and (not prev.strip() or prev.strip()[-1] in '.:;)”"' or prev.strip().isupper()):
             found[lead] = Heading(lead, base + 1 + sec[1], re.sub(r"\s+", " ", sec[0]))
         elif heuristic:
             nxt = lines[i + 1] if i + 1 < len(lines) else ""
-            level = looks_like_heading(line, prev, nxt)
+            level = looks_like_heading(line, prev, nxt, prev_heading)
             if level is not None:
                 found[lead] = Heading(lead, base + level, stripped)
+        prev_heading = lead in found
         prev = line
     return [found[k] for k in sorted(found)]
 

@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_pdf
+
+from rag.errors import IndexMismatchError
+from rag.indexer import build_index
+from rag.retrieve import Retriever
+from rag.settings import Settings
+from rag.store import IndexStore, read_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CountingEmbedder:
+    """The real embedder, counting what it is asked to embed."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.texts: list[str] = []
+        self.dimension = inner.dimension
+        self.max_seq_length = inner.max_seq_length
+        self.special_tokens = inner.special_tokens
+
+    def token_spans(self):
+        return self.inner.token_spans()
+
+    def encode(self, texts, **kw):
+        self.texts.extend(texts)
+        return self.inner.encode(texts, **kw)
+
+
+def _search(index: Path, embedder, q: str, k: int = 3):
+    s = Settings(index=index)
+    return Retriever.open(s, embedder).dense([q], k)[0]
+
+
+def test_incremental_add_change_delete(index_copy, embedder):
+    corpus, index = index_copy
+    s = Settings(corpus=corpus, index=index)
+    before = read_manifest(index)
+    gen_before = (index / "CURRENT").read_text()
+
+    # no change: no embedding, no new generation, fast
+    ce = CountingEmbedder(embedder)
+    t0 = time.perf_counter()
+    r = build_index(s, embedder=ce)
+    assert not r.changed and ce.texts == [] and r.unchanged == 5
+    assert time.perf_counter() - t0 < 2.0
+    assert (index / "CURRENT").read_text() == gen_before
+
+    # add one file, change one, delete one
+    (corpus / "new-lighthouse.md").write_text("# Lighthouses\n\nThe lighthouse keeper program restores coastal beacons in Maine.\n")
+    md = corpus / "plans/quantum-plan.md"
+    md.write_text(md.read_text().replace("Congress appropriated funds for quantum-safe upgrades in fiscal year 2025.",
+                                         "Congress rescinded the quantum upgrade money and moved it to zeppelin research."))
+    (corpus / "web/bridges.html").unlink()
+    ce = CountingEmbedder(embedder)
+    r = build_index(s, embedder=ce)
+    assert r.added == ["new-lighthouse.md"] and r.updated == ["plans/quantum-plan.md"] and r.removed == ["web/bridges.html"]
+    # only the new file's chunks and the changed chunk of the changed file were embedded
+    assert ce.texts and all(("lighthouse" in t.lower()) or ("zeppelin" in t) for t in ce.texts)
+    assert r.chunks_reused >= 1  # unchanged chunks of the changed file kept their vectors
+    after = read_manifest(index)
+    assert set(after["documents"]) == set(before["documents"]) - {"web/bridges.html"} | {"new-lighthouse.md"}
+    assert after["documents"]["plans/quantum-plan.md"]["doc_id"] != before["documents"]["plans/quantum-plan.md"]["doc_id"]
+
+    hits = _search(index, embedder, "zeppelin research funding")
+    assert hits[0].chunk.source == "plans/quantum-plan.md" and "zeppelin" in hits[0].chunk.text
+    all_text = " ".join(c.text for c in IndexStore(index).iter_chunks())
+    assert "quantum-safe upgrades" not in all_text  # old text gone
+    assert "structurally deficient bridges" not in all_text  # deleted doc gone
+    assert _search(index, embedder, "lighthouse keeper beacons")[0].chunk.source == "new-lighthouse.md"
+    assert IndexStore(index).check() == []
+
+
+def test_full_rebuild_and_faiss_kinds(index_copy, embedder):
+    corpus, index = index_copy
+    for kind in ("hnsw", "ivf", "flat"):
+        s = Settings(corpus=corpus, index=index, faiss_index=kind)
+        r = build_index(s, embedder=embedder)  # a kind change rebuilds FAISS from stored vectors
+        assert r.chunks_embedded == 0
+        store = IndexStore(index)
+        assert store.manifest["faiss"]["type"] == kind and store.check() == []
+        hits = _search(index, embedder, "remote pilot certificate spray logs")
+        assert hits[0].chunk.source == "reports/farm-guidance.docx"
+    r = build_index(Settings(corpus=corpus, index=index), full=True, embedder=embedder)
+    assert r.chunks_embedded == r.chunks_total and len(r.added) == 5
+
+
+def test_refuses_model_or_chunk_mismatch(index_copy, embedder):
+    corpus, index = index_copy
+    with pytest.raises(IndexMismatchError, match=r"rag index build --full"):
+        Retriever.open(Settings(index=index, chunk_tokens=120), embedder)
+    with pytest.raises(IndexMismatchError, match="embedding model"):
+        IndexStore.open(index, "BAAI/bge-small-en-v1.5", Settings().chunk_config())
+    with pytest.raises(IndexMismatchError, match="--full"):
+        build_index(Settings(corpus=corpus, index=index, chunk_tokens=120), embedder=embedder)
+    # --full with the new settings works and the index then opens with them
+    build_index(Settings(corpus=corpus, index=index, chunk_tokens=120), full=True, embedder=embedder)
+    Retriever.open(Settings(index=index, chunk_tokens=120), embedder)
+
+
+def test_bad_file_skipped_and_nothing_lost(index_copy, embedder):
+    corpus, index = index_copy
+    n_before = len(IndexStore(index))
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 garbage garbage")
+    (corpus / "latin.txt").write_bytes("r\xe9sum\xe9".encode("latin-1"))
+    (corpus / "scan.pdf").write_bytes(make_pdf([[]]))
+    r = build_index(Settings(corpus=corpus, index=index), embedder=embedder)
+    assert {e.path for e in r.skipped} == {"broken.pdf", "latin.txt", "scan.pdf"}
+    assert "skipped" in r.summary() and len(IndexStore(index)) == n_before
+
+
+def test_filters_and_batch_search(built_fixture_index, embedder):
+    _, index = built_fixture_index
+    r = Retriever.open(Settings(index=index), embedder)
+    out = r.dense(["inspection reports", "inspection reports"], 5, [None, {"source": ["farm-guidance.docx"]}])
+    assert out[0][0].chunk.source == "web/bridges.html"
+    assert out[1] and all(p.chunk.source == "reports/farm-guidance.docx" for p in out[1])
+    assert r.dense(["x"], 5, {"title": ["no such title"]}) == [[]]
+    # scores are cosine similarities, sorted
+    scores = [p.score for p in out[0]]
+    assert scores == sorted(scores, reverse=True) and -1.0 <= scores[-1] <= 1.0
+
+
+KILL_SCRIPT = r"""
+import sys, time
+from pathlib import Path
+from rag.indexer import build_index
+from rag.settings import Settings
+import rag.indexer as ix
+
+orig = ix.chunk_document
+def slow(*a, **k):
+    print("CHUNKING", flush=True)
+    time.sleep(0.5)
+    return orig(*a, **k)
+ix.chunk_document = slow
+build_index(Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2])), flush_chunks=1)
+"""
+
+
+def test_killed_build_leaves_previous_index_usable(index_copy, embedder, tmp_path):
+    corpus, index = index_copy
+    before = sorted(c.chunk_id for c in IndexStore(index).iter_chunks())
+    for i in range(4):
+        (corpus / f"extra-{i}.md").write_text(f"# Extra {i}\n\nAdditional memo number {i} about harbour dredging permits.\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(corpus), str(index)], stdout=subprocess.PIPE, env=env, text=True)
+    seen = 0
+    for line in proc.stdout:  # kill while it is in the middle of processing files
+        seen += "CHUNKING" in line
+        if seen == 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert list(index.glob("tmp-*"))  # the half-built generation was left behind...
+    store = IndexStore(index)  # ...and the previous one still opens, checks and answers
+    assert store.check() == []
+    assert sorted(c.chunk_id for c in store.iter_chunks()) == before
+    assert _search(index, embedder, "remote pilot certificate")[0].chunk.source == "reports/farm-guidance.docx"
+    # the next build cleans up and completes the work
+    r = build_index(Settings(corpus=corpus, index=index), embedder=embedder)
+    assert len(r.added) == 4 and not list(index.glob("tmp-*"))
+    assert _search(index, embedder, "harbour dredging permits")[0].chunk.source.startswith("extra-")
+
+
+def test_crash_just_before_publish(index_copy, embedder):
+    corpus, index = index_copy
+    gen = (index / "CURRENT").read_text()
+    (corpus / "late.md").write_text("# Late\n\nA late memo about snow removal budgets.\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_TEST_CRASH_BEFORE_PUBLISH": "1"}
+    code = "from pathlib import Path; import sys; from rag.indexer import build_index; from rag.settings import Settings; build_index(Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2])))"
+    p = subprocess.run([sys.executable, "-c", code, str(corpus), str(index)], env=env, capture_output=True, timeout=300)
+    assert p.returncode == 99
+    assert (index / "CURRENT").read_text() == gen and IndexStore(index).check() == []
+
+
+def test_reader_survives_publish(index_copy, embedder):
+    corpus, index = index_copy
+    r = Retriever.open(Settings(index=index), embedder)
+    old_gen = r.store.generation
+    (corpus / "new.md").write_text("# Ferries\n\nFerry terminals get new electric charging berths.\n")
+    build_index(Settings(corpus=corpus, index=index), embedder=embedder)
+    assert r.dense(["remote pilot certificate"], 2)[0]  # the open reader still answers from its generation
+    assert r.store.generation == old_gen and r.refresh()
+    assert r.dense(["electric ferry charging berths"], 1)[0][0].chunk.source == "new.md"
+
+
+def test_vectors_are_normalised_and_stored(built_fixture_index):
+    _, index = built_fixture_index
+    store = IndexStore(index)
+    ids = np.array(sorted(store.chunks([int(i) for i in __import__("rag.store", fromlist=["faiss_ids"]).faiss_ids(store.faiss)]).keys()))
+    v = store.vectors(ids)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    m = json.loads((store.generation / "manifest.json").read_text())
+    assert m["embedding"] == {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "max_seq_length": 256,
+                              "normalized": True, "metric": "inner_product"}
+    assert m["chunking"]["chunk_tokens"] == 200 and set(m["documents"]) and m["counts"]["chunks"] == len(store)

@@ -1,0 +1,37 @@
+"""Retrieval on the shipped corpus with the real MiniLM (builds the whole index once: ~1-2 min)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.retrieve import Retriever
+from rag.store import IndexStore
+
+pytestmark = pytest.mark.slow
+
+
+def test_open_weight_query_finds_action_plan_section(shipped_index, embedder):
+    hits = Retriever.open(shipped_index, embedder).dense(["open-weight AI models"], 3)[0]
+    top3 = [(h.chunk.source, h.chunk.section) for h in hits]
+    assert any(
+        src == "whitehouse/2025-07-23-americas-ai-action-plan.pdf" and "Encourage Open-Source and Open-Weight AI" in sec
+        for src, sec in top3
+    ), top3
+    plan = next(h for h in hits if "Open-Weight" in h.chunk.section)
+    assert plan.chunk.page in (7, 8) and plan.chunk.title == "Winning the Race: America's AI Action Plan"
+
+
+def test_shipped_index_is_consistent_and_complete(shipped_index):
+    store = IndexStore(shipped_index.index)
+    assert store.check() == []
+    docs = {d.source: d for d in store.documents()}
+    assert len(docs) == 20
+    assert docs["nist/NIST.AI.100-1-ai-risk-management-framework-1.0.txt"].pages == 48
+    assert docs["omb/M-24-10-advancing-governance-innovation-risk-management-agency-use-of-ai.pdf"].pages == 34
+    assert all(d.n_chunks > 0 for d in docs.values())
+
+
+def test_section_filtered_exact_reference(shipped_index, embedder):
+    r = Retriever.open(shipped_index, embedder)
+    hits = r.dense(["Chief AI Officer designation and responsibilities"], 5, {"source": ["M-24-10"]})[0]
+    assert hits and all(h.chunk.source.startswith("omb/M-24-10") for h in hits)
