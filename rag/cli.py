@@ -272,7 +272,7 @@ def _print_hits(hits: list[Any]) -> None:
         c = p.chunk
         snippet = " ".join(c.text.split())
         snippet = snippet[:280] + ("…" if len(snippet) > 280 else "")
-        typer.echo(f"[{p.rank}] {c.label}  (score {p.score:.3f})")
+        typer.echo(f"[{p.rank}] {c.label}  (similarity {p.scores.get('dense', p.score):.3f})")
         typer.echo(f"    {c.source}")
         typer.echo(f"    {snippet}\n")
 
@@ -291,6 +291,7 @@ def search(
             "--queries", help="File of queries: one a line, or JSONL with question/filter."
         ),
     ] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="dense | bm25 | hybrid (default hybrid).")] = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -299,7 +300,7 @@ def search(
 
     if (question is None) == (queries is None):
         raise ConfigError("give a QUESTION or --queries FILE (one of them)")
-    s = _settings(index=index, top_k=k)
+    s = _settings(index=index, top_k=k, retrieval_mode=mode)
     filters = parse_filters(filter_)
     retriever = Retriever.open(s)
     if queries is not None:
@@ -308,7 +309,7 @@ def search(
         for start in range(0, len(items), 256):
             part = items[start : start + 256]
             merged = [{**filters, **(f or {})} or None for _, f in part]
-            results = retriever.dense([q for q, _ in part], s.top_k, merged)
+            results = retriever.search([q for q, _ in part], s.top_k, merged)
             for (q, _), hits in zip(part, results, strict=True):
                 typer.echo(
                     json.dumps(
@@ -320,11 +321,70 @@ def search(
     assert question is not None
     if not question.strip():
         raise ConfigError("the question is empty")
-    hits = retriever.dense([question], s.top_k, filters or None)[0]
+    hits = retriever.search([question], s.top_k, filters or None)[0]
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], indent=1, ensure_ascii=False))
     else:
         _print_hits(hits)
+
+
+def _print_answer(ans: Any) -> None:
+    typer.echo(ans.text)
+    if ans.note and not ans.refused:
+        typer.echo(f"({ans.note})")
+    typer.echo("")
+    if ans.refused:
+        typer.echo("Nearest passages:")
+        for p in ans.passages[:3]:
+            typer.echo(f"  - {p.chunk.label} (similarity {p.scores.get('dense', p.score):.2f})")
+            typer.echo(f"    {p.chunk.source}")
+        return
+    typer.echo("Sources:")
+    for c in ans.citations:
+        ch = c.passage.chunk
+        pages = f"p. {ch.page}" if ch.page == ch.page_end else f"pp. {ch.page}-{ch.page_end}"
+        typer.echo(f"  [{c.n}] {ch.title} — {pages}" + (f" — {ch.section}" if ch.section else ""))
+        typer.echo(f"      {ch.source} (support {c.support:.2f})")
+        quote = " ".join(c.quote.split())
+        typer.echo(f"      “{quote[:400]}{'…' if len(quote) > 400 else ''}”")
+    t = ans.timings
+    line = f"retrieval {t.get('retrieve_s', 0):.2f} s"
+    if "generate_s" in t:
+        line += f", first token {t['first_token_s']:.1f} s, {t.get('tokens', 0)} tokens at {t.get('tokens_per_s', 0):.1f}/s"
+    _err_console().print(line, markup=False)
+
+
+@app.command("ask")
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Passages to retrieve.")] = None,
+    filter_: Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE on source/title/doc_id/date (repeatable).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="LLM: smollm2 (default), an HF id, a folder or a .gguf file.")] = None,
+    answer_mode: Annotated[str | None, typer.Option("--answer-mode", help="generative | extractive | auto.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="Retrieval: dense | bm25 | hybrid.")] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Show the model's draft as it is generated (stderr).")] = True,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from the documents, citing passages; refuse when they don't say."""
+    from .answer import Answerer
+    from .retrieve import Retriever, parse_filters
+
+    s = _settings(index=index, top_k=k, llm_model=model, answer_mode=answer_mode, retrieval_mode=mode)
+    filters = parse_filters(filter_)
+    answerer = Answerer(Retriever.open(s), s)
+    on_token = None
+    if stream and not as_json and sys.stderr.isatty():
+        def on_token(piece: str) -> None:
+            sys.stderr.write(piece)
+            sys.stderr.flush()
+    ans = answerer.ask(question, filters=filters or None, on_token=on_token)
+    if on_token is not None and "generate_s" in ans.timings:
+        sys.stderr.write("\n\n")
+    if as_json:
+        typer.echo(json.dumps(ans.to_dict(), indent=1, ensure_ascii=False))
+    else:
+        _print_answer(ans)
 
 
 def main() -> None:

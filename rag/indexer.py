@@ -178,7 +178,7 @@ def build_index(
     full: bool = False,
     reporter: BuildReporter | None = None,
     embedder: Any = None,
-    flush_chunks: int = 512,
+    flush_chunks: int = 2048,
 ) -> BuildResult:
     """Bring the index at settings.index up to date with the corpus at settings.corpus."""
     rep = reporter or NullReporter()

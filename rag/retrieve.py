@@ -1,18 +1,27 @@
-"""Retrieval over an IndexStore: dense (FAISS) search, batched for many queries, with filters."""
+"""Retrieval: dense (FAISS) and BM25, fused by reciprocal rank fusion, then optional cross-encoder
+rerank, de-duplication of overlapping chunks and neighbour expansion. Batched for many queries.
+
+Every returned passage carries its dense cosine similarity to the query (`scores["dense"]`), also
+when BM25 found it: the refusal threshold is calibrated on that one comparable number.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from .errors import ConfigError
+import numpy as np
+
+from .errors import ConfigError, ModelLoadError
 from .settings import Settings
 from .store import IndexStore
 from .types import Passage
 
 Filters = dict[str, list[str]]
+MODES = ("dense", "bm25", "hybrid")
 
 
 def parse_filters(items: Sequence[str] | None) -> Filters:
@@ -38,61 +47,171 @@ def normalise_filter_obj(obj: object) -> Filters:
     return {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in obj.items()}
 
 
+def rrf(rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion of id rankings -> [(id, score)] best first (ties keep first-seen order)."""
+    scores: dict[int, float] = {}
+    for n, ranking in enumerate(rankings):
+        w = weights[n] if weights else 1.0
+        for r, i in enumerate(ranking):
+            scores[i] = scores.get(i, 0.0) + w / (k + r + 1)
+    return sorted(scores.items(), key=lambda x: -x[1])
+
+
+def dedupe(passages: Sequence[Passage]) -> list[Passage]:
+    """Drop a passage whose span overlaps a better-ranked one of the same document by over half."""
+    kept: list[Passage] = []
+    for p in passages:
+        c = p.chunk
+        clash = False
+        for q in kept:
+            d = q.chunk
+            if d.source == c.source:
+                inter = min(c.char_end, d.char_end) - max(c.char_start, d.char_start)
+                if inter > 0.5 * min(c.char_end - c.char_start, d.char_end - d.char_start):
+                    clash = True
+                    break
+        if not clash:
+            kept.append(p)
+    return kept
+
+
 @dataclass
 class Retriever:
     store: IndexStore
-    embedder: object  # rag.embed.Embedder (duck-typed so tests may pass a small one)
+    embedder: Any  # rag.embed.Embedder (duck-typed so tests may wrap it)
+    settings: Settings = field(default_factory=Settings)
+    _reranker: Any = None
 
     @classmethod
-    def open(cls, settings: Settings, embedder: object | None = None) -> Retriever:
-        store = IndexStore.open(
-            Path(settings.index), settings.embedding_model, settings.chunk_config()
-        )
+    def open(cls, settings: Settings, embedder: Any | None = None) -> Retriever:
+        store = IndexStore.open(Path(settings.index), settings.embedding_model, settings.chunk_config())
         store.set_search_params(settings.hnsw_ef_search, settings.ivf_nprobe)
         if embedder is None:
             from .embed import get_embedder
 
-            embedder = get_embedder(
-                settings.embedding_model, settings.device, settings.embed_batch_size
-            )
-        return cls(store, embedder)
+            embedder = get_embedder(settings.embedding_model, settings.device, settings.embed_batch_size)
+        return cls(store, embedder, settings)
 
     def refresh(self) -> bool:
         """Follow a newer generation if a build published one. True if it switched."""
         if not self.store.is_stale():
             return False
-        new = IndexStore.open(self.store.index_dir)
-        new.set_search_params(128, 16)
+        new = IndexStore.open(self.store.index_dir, self.settings.embedding_model, self.settings.chunk_config())
+        new.set_search_params(self.settings.hnsw_ef_search, self.settings.ivf_nprobe)
         old, self.store = self.store, new
         old.close()
         return True
 
-    def dense(
+    # -- public API ------------------------------------------------------------------------
+
+    def dense(self, queries: Sequence[str], k: int = 5, filters: Any = None) -> list[list[Passage]]:
+        return self.search(queries, k, filters, mode="dense", rerank=False, dedupe_hits=False, expand=0)
+
+    def search(
         self,
         queries: Sequence[str],
-        k: int = 5,
+        k: int | None = None,
         filters: Sequence[Filters | None] | Filters | None = None,
+        *,
+        mode: str | None = None,
+        rerank: bool | None = None,
+        dedupe_hits: bool | None = None,
+        expand: int | None = None,
     ) -> list[list[Passage]]:
-        """Top-k passages for each query; one batched encode and one FAISS call per filter group."""
+        """Top-k passages for each query. One batched encode; FAISS and BM25 per filter group."""
+        s = self.settings
+        k = k or s.top_k
+        mode = mode or s.retrieval_mode
+        if mode not in MODES:
+            raise ConfigError(f"unknown retrieval mode '{mode}' (use dense, bm25 or hybrid)")
+        rerank = (s.reranker is not None) if rerank is None else rerank
+        dedupe_hits = s.dedupe if dedupe_hits is None else dedupe_hits
+        expand = s.expand_neighbours if expand is None else expand
         if not queries:
             return []
-        per_query = list(filters) if isinstance(filters, list) else [filters] * len(queries)  # type: ignore[list-item]
+        per_query = list(filters) if isinstance(filters, list) else [filters] * len(queries)
         clean = [re.sub(r"\s+", " ", q).strip() for q in queries]
-        vecs = self.embedder.encode(clean)  # type: ignore[attr-defined]
+        qvecs = self.embedder.encode(clean)
+        n_cand = max(k, s.candidates) if (mode == "hybrid" or rerank or dedupe_hits) else k
         results: list[list[Passage]] = [[] for _ in queries]
         groups: dict[str, list[int]] = {}
         for i, f in enumerate(per_query):
-            key = repr(sorted((f or {}).items()))
-            groups.setdefault(key, []).append(i)
+            groups.setdefault(repr(sorted((f or {}).items())), []).append(i)
         for idxs in groups.values():
             allowed = self.store.ids_matching(per_query[idxs[0]])
-            scores, ids = self.store.search(vecs[idxs], k, allowed)
-            chunks = self.store.chunks(ids.ravel().tolist())
+            dense_rank: list[list[int]] = [[] for _ in idxs]
+            if mode in ("dense", "hybrid"):
+                _, ids = self.store.search(qvecs[idxs], n_cand, allowed)
+                dense_rank = [[int(x) for x in row if x >= 0] for row in ids]
             for row, qi in enumerate(idxs):
-                hits = []
-                for s, fid in zip(scores[row], ids[row], strict=True):
-                    c = chunks.get(int(fid))
-                    if c is not None:
-                        hits.append(Passage(chunk=c, score=float(s), rank=len(hits) + 1))
-                results[qi] = hits
-        return results
+                bm_rank: list[int] = []
+                bm_scores: dict[int, float] = {}
+                if mode in ("bm25", "hybrid"):
+                    sc, ids = self.store.bm25_search(clean[qi], n_cand, allowed)
+                    bm_rank = [int(x) for x in ids]
+                    bm_scores = {int(i): float(v) for i, v in zip(ids, sc, strict=True)}
+                if mode == "dense":
+                    fused = [(i, 0.0) for i in dense_rank[row]]
+                elif mode == "bm25":
+                    fused = [(i, bm_scores[i]) for i in bm_rank]
+                else:
+                    # an exact reference ("M-24-10", "Sec. 4.6", "14110") found in the index is
+                    # something embeddings blur and BM25 gets right: let BM25 lead then
+                    w = 2.0 if self._has_known_identifier(clean[qi]) else 1.0
+                    fused = rrf([dense_rank[row], bm_rank], s.rrf_k, [1.0, w])
+                results[qi] = self._passages(fused, qvecs[qi], bm_scores, dense_rank[row], bm_rank, mode)
+        out = []
+        for q, hits in zip(clean, results, strict=True):
+            if rerank and hits:
+                hits = self._rerank(q, hits[: s.rerank_top])
+            if dedupe_hits:
+                hits = dedupe(hits)
+            hits = [replace(p, rank=i + 1) for i, p in enumerate(hits[:k])]
+            if expand:
+                hits = [replace(p, neighbours=tuple(c for c in self.store.neighbours(p.chunk, expand, expand) if c.chunk_id != p.chunk.chunk_id)) for p in hits]
+            out.append(hits)
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _has_known_identifier(self, query: str) -> bool:
+        from .lexical import identifiers
+
+        vocab = self.store.bm25[0].vocab_dict
+        return any(t in vocab for t in identifiers(query))
+
+    def _passages(self, fused: list[tuple[int, float]], qvec: np.ndarray, bm: dict[int, float], dense_rank: list[int], bm_rank: list[int], mode: str) -> list[Passage]:
+        if not fused:
+            return []
+        ids = [i for i, _ in fused]
+        chunks = self.store.chunks(ids)
+        cos = self.store.vectors(np.array(ids, dtype=np.int64)) @ qvec
+        drank = {i: r + 1 for r, i in enumerate(dense_rank)}
+        brank = {i: r + 1 for r, i in enumerate(bm_rank)}
+        out = []
+        for (fid, fscore), c in zip(fused, cos, strict=True):
+            chunk = chunks.get(fid)
+            if chunk is None:
+                continue
+            scores = {"dense": float(c)}
+            if fid in bm:
+                scores["bm25"] = bm[fid]
+            if mode == "hybrid":
+                scores["rrf"] = fscore
+                scores["dense_rank"] = float(drank.get(fid, 0))
+                scores["bm25_rank"] = float(brank.get(fid, 0))
+            main = float(c) if mode == "dense" else fscore
+            out.append(Passage(chunk=chunk, score=main, rank=len(out) + 1, scores=scores))
+        return out
+
+    def _rerank(self, query: str, hits: list[Passage]) -> list[Passage]:
+        if self._reranker is None:
+            try:
+                from sentence_transformers import CrossEncoder
+
+                self._reranker = CrossEncoder(self.settings.reranker, device=self.embedder.device if hasattr(self.embedder, "device") else None)
+            except Exception as e:
+                raise ModelLoadError(f"cannot load reranker '{self.settings.reranker}': {e}") from None
+        scores = self._reranker.predict([(query, p.chunk.text) for p in hits], show_progress_bar=False)
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        return [replace(hits[i], score=float(scores[i]), scores={**hits[i].scores, "rerank": float(scores[i])}) for i in order]

@@ -55,8 +55,27 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(100.0, gt=0)
     max_pages: int = Field(5000, ge=1)
 
-    # search
+    # retrieval
     top_k: int = Field(5, ge=1, le=1000)
+    retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    candidates: int = Field(30, ge=1, le=5000)  # per retriever, before fusion
+    rrf_k: int = Field(60, ge=1)
+    reranker: str | None = None  # a sentence-transformers CrossEncoder (HF id or folder); off by default
+    rerank_top: int = Field(20, ge=1)
+    dedupe: bool = True  # drop hits overlapping a better hit of the same document
+    expand_neighbours: int = Field(0, ge=0, le=3)  # adjacent chunks attached to each hit for context
+
+    # answering
+    answer_mode: Literal["generative", "extractive", "auto"] = "auto"
+    llm_model: str = "smollm2"  # "smollm2" (shipped GGUF), an HF id, a local folder or a .gguf file
+    llm_device: str = "auto"
+    llm_dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    max_new_tokens: int = Field(160, ge=1, le=4096)
+    # calibrated on eval/shipped.jsonl (see benchmarks/RESULTS.md)
+    refusal_threshold: float = Field(0.45, ge=-1, le=1)
+    unknown_term_similarity: float = Field(0.70, ge=-1, le=1)
+    extractive_threshold: float = Field(0.40, ge=-1, le=2)
+    support_threshold: float = Field(0.50, ge=0, le=1)
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -84,8 +103,10 @@ class Settings(BaseSettings):
     def chunk_config(self) -> dict[str, Any]:
         """The settings that shape chunks; an index built with others must be rebuilt."""
         from .chunk import CHUNKER_VERSION
+        from .lexical import LEXICAL_VERSION
 
         return {
+            "lexical_version": LEXICAL_VERSION,
             "chunk_tokens": self.chunk_tokens,
             "chunk_overlap": self.chunk_overlap,
             "max_header_tokens": self.max_header_tokens,

@@ -31,11 +31,13 @@ import numpy as np
 from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError, RagError
 from .types import Chunk
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: BM25 index beside FAISS
 MANIFEST = "manifest.json"
 SQLITE = "chunks.sqlite"
 FAISS_FILE = "faiss.index"
 CURRENT = "CURRENT"
+BM25_DIR = "bm25"
+BM25_IDS = "bm25_ids.npy"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -246,6 +248,43 @@ class IndexStore:
             base.nprobe = nprobe
             base.make_direct_map()  # so vectors can be reconstructed by id
 
+    @property
+    def bm25(self) -> tuple[Any, np.ndarray]:
+        """(bm25s model, FAISS id of each BM25 row), loaded on first use."""
+        if getattr(self, "_bm25", None) is None:
+            import bm25s
+
+            try:
+                model = bm25s.BM25.load(str(self.generation / BM25_DIR))
+                ids = np.load(self.generation / BM25_IDS, allow_pickle=False)
+            except Exception as e:
+                raise IndexCorruptError(f"cannot open BM25 index in {self.generation}: {e}; run `rag index build --full`") from None
+            self._bm25 = (model, ids)
+            self._bm25_pos = {int(f): i for i, f in enumerate(ids)}
+        return self._bm25
+
+    def bm25_search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, FAISS ids) of the top-k chunks by BM25; `allowed` restricts to those ids."""
+        from .lexical import lexical_tokens
+
+        model, ids = self.bm25
+        vocab = model.vocab_dict
+        toks = [t for t in lexical_tokens(query) if t in vocab]
+        if not toks or len(ids) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        scores = model.get_scores(toks)
+        if allowed is not None:
+            mask = np.zeros(len(ids), dtype=bool)
+            pos = [self._bm25_pos[int(a)] for a in allowed if int(a) in self._bm25_pos]
+            mask[pos] = True
+            scores = np.where(mask, scores, 0.0)
+        k = min(k, int((scores > 0).sum()))
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return scores[top].astype(np.float32), ids[top]
+
     def set_search_params(self, ef_search: int, nprobe: int) -> None:
         self._apply_search_params(ef_search, nprobe)
 
@@ -415,6 +454,12 @@ class IndexStore:
         total = self.manifest.get("counts", {}).get("chunks")
         if total is not None and total != len(ids_s):
             problems.append(f"manifest counts {total} chunks, SQLite holds {len(ids_s)}")
+        try:
+            bm_ids = set(np.load(self.generation / BM25_IDS, allow_pickle=False).tolist())
+            if bm_ids != ids_s:
+                problems.append(f"BM25 rows and SQLite rows differ ({len(bm_ids ^ ids_s)} ids)")
+        except OSError as e:
+            problems.append(f"BM25 index missing: {e}")
         if self.faiss.d != self.dimension:
             problems.append(
                 f"FAISS dimension {self.faiss.d} != manifest dimension {self.dimension}"
@@ -577,11 +622,14 @@ class GenerationWriter:
         import faiss
 
         self.db.commit()
+        self._write_bm25()
         self.db.close()
         faiss.write_index(index, str(self.tmp / FAISS_FILE))
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=False))
-        for name in (SQLITE, FAISS_FILE, MANIFEST):
+        for name in (SQLITE, FAISS_FILE, MANIFEST, BM25_IDS):
             _fsync_file(self.tmp / name)
+        for f in (self.tmp / BM25_DIR).iterdir():
+            _fsync_file(f)
         _fsync_dir(self.tmp)
         gens = sorted(p.name for p in self.index_dir.glob("gen-*"))
         n = (int(gens[-1].split("-")[1]) + 1) if gens else 1
@@ -596,6 +644,24 @@ class GenerationWriter:
         for old in sorted(self.index_dir.glob("gen-*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
+
+    def _write_bm25(self) -> None:
+        """BM25 over every chunk (title, section and text), rebuilt per generation: a few seconds at 14k chunks."""
+        import bm25s
+
+        from .lexical import lexical_tokens
+
+        ids, docs = [], []
+        for fid, text in self.db.execute("SELECT faiss_id, embed_text FROM chunks ORDER BY faiss_id"):
+            ids.append(fid)
+            docs.append(lexical_tokens(text) or ["∅"])
+        bm = bm25s.BM25()
+        if docs:
+            bm.index(docs, show_progress=False)
+        else:
+            bm.index([["∅"]], show_progress=False)
+        bm.save(str(self.tmp / BM25_DIR), show_progress=False)
+        np.save(self.tmp / BM25_IDS, np.array(ids, dtype=np.int64), allow_pickle=False)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):

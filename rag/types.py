@@ -7,7 +7,7 @@ ids (incremental builds and answer records depend on that).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -104,6 +104,7 @@ class Passage:
     score: float
     rank: int
     scores: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    neighbours: tuple[Chunk, ...] = field(default=(), compare=False, hash=False)  # context, not cited
 
     def to_dict(self) -> dict[str, Any]:
         c = self.chunk
@@ -132,25 +133,64 @@ class Passage:
 
 @dataclass(frozen=True)
 class Citation:
+    """[n] -> the n-th passage given to the model, the sentence of it that supports the claim, and how well."""
+
     n: int
     passage: Passage
     quote: str
     support: float
 
+    def to_dict(self) -> dict[str, Any]:
+        c = self.passage.chunk
+        return {
+            "n": self.n, "chunk_id": c.chunk_id, "doc_id": c.doc_id, "source": c.source, "title": c.title, "date": c.date,
+            "page": c.page, "page_end": c.page_end, "section": c.section, "label": c.label, "quote": self.quote,
+            "support": round(float(self.support), 4),
+        }
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    text: str  # the sentence without markers
+    citations: tuple[int, ...]  # passage numbers (1-based) it cites after attribution
+    support: float  # best support score among its citations
+    supported: bool
+    added: bool = False  # citation added by attribution (the model gave none valid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "citations": list(self.citations), "support": round(float(self.support), 4),
+                "supported": self.supported, "citation_added": self.added}
+
 
 @dataclass(frozen=True)
 class Answer:
     question: str
-    text: str
+    text: str  # rendered answer with [n] markers
     refused: bool
-    mode: str
+    mode: str  # requested answer mode: generative | extractive | auto
+    produced_by: str  # generative | extractive | refusal
     citations: tuple[Citation, ...]
     passages: tuple[Passage, ...]
+    sentences: tuple[AnswerSentence, ...] = ()
     model: str | None = None
     index_id: str | None = None
+    note: str | None = None
     timings: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["passages"] = [p.to_dict() for p in self.passages]
-        return d
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "mode": self.mode,
+            "produced_by": self.produced_by,
+            "note": self.note,
+            "citations": [c.to_dict() for c in self.citations],
+            "sentences": [s.to_dict() for s in self.sentences],
+            "passages": [p.to_dict() for p in self.passages],
+            "model": self.model,
+            "index_id": self.index_id,
+            "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.timings.items()},
+            "record": self.record,
+        }

@@ -50,7 +50,7 @@ def test_cli_build_status_search(capsys, fixture_corpus, tmp_path, embedder):
     assert hits[0]["source"] == "reports/farm-guidance.docx" and hits[0]["section"] == "Operator Rules" and hits[0]["rank"] == 1
 
     code, out, _ = run_cli(capsys, "search", "interconnection queue", "--index", str(idx), "--filter", "source=grid-report.pdf")
-    assert code == 0 and "Grid Modernization Report 2024, p. " in out and "reports/grid-report.pdf" in out and "score" in out
+    assert code == 0 and "Grid Modernization Report 2024, p. " in out and "reports/grid-report.pdf" in out and "similarity" in out
 
     code, out, _ = run_cli(capsys, "index", "check", "--index", str(idx))
     assert code == 0 and out.startswith("ok:")

