@@ -251,7 +251,7 @@ class Answerer:
     def __init__(self, retriever: Any, settings: Any, generator: Any = None) -> None:
         self.retriever = retriever
         self.settings = settings
-        self._generator = generator
+        self._generator = generator  # an injected generator serves settings.llm_model
 
     @property
     def embedder(self) -> Any:
@@ -259,11 +259,14 @@ class Answerer:
 
     def generator(self, model: str | None = None) -> Any:
         name = model or self.settings.llm_model
-        if self._generator is None or getattr(self._generator, "name", name) != name:
-            from .generate import get_generator
+        if self._generator is not None and name == self.settings.llm_model:
+            return self._generator
+        from .generate import get_generator
 
-            self._generator = get_generator(name, self.settings.llm_device, self.settings.llm_dtype)
-        return self._generator
+        gen = get_generator(name, self.settings.llm_device, self.settings.llm_dtype)
+        if name == self.settings.llm_model:
+            self._generator = gen
+        return gen
 
     def config(self, **overrides: Any) -> AnswerConfig:
         s = self.settings
@@ -318,6 +321,7 @@ class Answerer:
             return self._finish(question, cfg, passages, ext_sents, ext_quotes, "extractive", timings, record, None)
 
         gen = self.generator(model)
+        record["settings"]["llm_model"] = model or self.settings.llm_model
         prompt_passages = passages[: cfg.prompt_passages]
         messages = build_messages(question, prompt_passages, cfg.max_chars_per_passage)
         result = gen.generate(messages, cfg.max_new_tokens, on_token=on_token)
@@ -371,7 +375,7 @@ class Answerer:
         cited = sorted({n for s in sents for n in s.citations})
         citations = tuple(Citation(n=n, passage=passages[n - 1], quote=quotes.get(n, ("", 0.0))[0], support=quotes.get(n, ("", 0.0))[1]) for n in cited)
         timings["total_s"] = sum(v for k, v in timings.items() if k.endswith("_s") and k not in ("first_token_s", "total_s"))
-        model = self.settings.llm_model if produced_by == "generative" else None
+        model = record["settings"]["llm_model"] if produced_by == "generative" else None
         return Answer(question=question, text=render(sents), refused=False, mode=cfg.mode, produced_by=produced_by,
                       citations=citations, passages=tuple(passages), sentences=tuple(sents), model=model,
                       index_id=self.retriever.store.index_id, note=note, timings=timings, record=record)
