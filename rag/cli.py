@@ -30,6 +30,13 @@ CorpusOpt = Annotated[
 ]
 IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder (default: index/).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+RerankerOpt = Annotated[str | None, typer.Option("--reranker", help="CrossEncoder (HF id or folder) to rerank hits; 'none' turns it off.")]
+ExpandOpt = Annotated[int | None, typer.Option("--expand", help="Attach this many neighbouring chunks to each hit (context).")]
+DedupeOpt = Annotated[bool | None, typer.Option("--dedupe/--no-dedupe", help="Drop hits overlapping a better hit.")]
+
+
+def _retrieval_overrides(reranker: str | None, expand: int | None, dedupe: bool | None) -> dict[str, Any]:
+    return {"expand_neighbours": expand, "dedupe": dedupe, "reranker": reranker}
 
 
 def _settings(**kw: Any) -> Any:
@@ -292,6 +299,9 @@ def search(
         ),
     ] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="dense | bm25 | hybrid (default hybrid).")] = None,
+    reranker: RerankerOpt = None,
+    expand: ExpandOpt = None,
+    dedupe: DedupeOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -300,7 +310,7 @@ def search(
 
     if (question is None) == (queries is None):
         raise ConfigError("give a QUESTION or --queries FILE (one of them)")
-    s = _settings(index=index, top_k=k, retrieval_mode=mode)
+    s = _settings(index=index, top_k=k, retrieval_mode=mode, **_retrieval_overrides(reranker, expand, dedupe))
     filters = parse_filters(filter_)
     retriever = Retriever.open(s)
     if queries is not None:
@@ -362,6 +372,9 @@ def ask(
     model: Annotated[str | None, typer.Option("--model", help="LLM: smollm2 (default), an HF id, a folder or a .gguf file.")] = None,
     answer_mode: Annotated[str | None, typer.Option("--answer-mode", help="generative | extractive | auto.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="Retrieval: dense | bm25 | hybrid.")] = None,
+    reranker: RerankerOpt = None,
+    expand: ExpandOpt = None,
+    dedupe: DedupeOpt = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Show the model's draft as it is generated (stderr).")] = True,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
@@ -370,7 +383,8 @@ def ask(
     from .answer import Answerer
     from .retrieve import Retriever, parse_filters
 
-    s = _settings(index=index, top_k=k, llm_model=model, answer_mode=answer_mode, retrieval_mode=mode)
+    s = _settings(index=index, top_k=k, llm_model=model, answer_mode=answer_mode, retrieval_mode=mode,
+                  **_retrieval_overrides(reranker, expand, dedupe))
     filters = parse_filters(filter_)
     answerer = Answerer(Retriever.open(s), s)
     on_token = None

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     extractive_threshold: float = Field(0.40, ge=-1, le=2)
     support_threshold: float = Field(0.50, ge=0, le=1)
 
+    @field_validator("reranker")
+    @classmethod
+    def _reranker_off(cls, v: str | None) -> str | None:
+        return None if v is None or v.strip().lower() in ("", "none", "off") else v
+
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_size(cls, v: int, info: Any) -> int:

@@ -92,3 +92,15 @@ def test_bad_mode_is_config_error(built_fixture_index, embedder):
     r = Retriever.open(Settings(index=built_fixture_index[1]), embedder)
     with pytest.raises(ConfigError, match="retrieval mode"):
         r.search(["x"], 3, mode="magic")
+
+
+def test_cross_encoder_rerank_path(built_fixture_index, embedder):
+    """No trained reranker ships offline; a CrossEncoder over the MiniLM folder (random head) exercises the path."""
+    from rag.embed import resolve_embedding_model
+
+    s = Settings(index=built_fixture_index[1], reranker=resolve_embedding_model("default"), rerank_top=8)
+    r = Retriever.open(s, embedder)
+    hits = r.search(["remote pilot certificate"], 3)[0]
+    assert len(hits) == 3 and all("rerank" in h.scores for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert Settings(reranker="none").reranker is None
