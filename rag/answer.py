@@ -104,7 +104,13 @@ def evidence_sentences(text: str) -> list[str]:
     from .ingest import looks_like_heading
 
     out: list[str] = []
-    for a, b in split_sentences(text, 0, len(text)) or [(0, len(text))]:
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for m in [*re.finditer(r"\n[ \t]*\n", text), None]:  # paragraphs first: a heading paragraph stands alone
+        end = m.start() if m else len(text)
+        spans += split_sentences(text, pos, end)
+        pos = m.end() if m else len(text)
+    for a, b in spans or [(0, len(text))]:
         lines = text[a:b].split("\n")
         buf: list[str] = []
         for i, line in enumerate(lines):
@@ -357,7 +363,7 @@ class Answerer:
         return {
             "retrieval_query": query,
             "filters": filters or {},
-            "index": {"path": str(store.index_dir), "generation": store.generation.name, "index_id": store.index_id,
+            "index": {"folder": str(store.index_dir), "generation": store.generation.name, "index_id": store.index_id,
                       "embedding_model": store.manifest["embedding"]["model"]},
             "settings": {
                 "answer_mode": cfg.mode, "k": cfg.k, "retrieval_mode": retrieval_mode or s.retrieval_mode,

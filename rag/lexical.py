@@ -68,13 +68,18 @@ def _variants(tok: str) -> set[str]:
     return out
 
 
+MIN_VOCAB_FOR_UNKNOWN_TERMS = 3000  # below this a corpus is too small to judge that a word is "unknown"
+
+
 def unknown_terms(question: str, vocab: dict[str, int] | set[str]) -> list[str]:
     """Content words of the question that occur nowhere in the corpus (in no inflected form).
 
     A question about "cryptocurrency" over a corpus that never uses the word is very likely one the
     documents cannot answer, however similar its other words make it look.
     """
-    out = []
+    out: list[str] = []
+    if len(vocab) < MIN_VOCAB_FOR_UNKNOWN_TERMS:
+        return out
     for t in dict.fromkeys(lexical_tokens(question)):
         if t in QUESTION_WORDS or len(t) < 3:
             continue

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     extractive_threshold: float = Field(0.40, ge=-1, le=2)
     support_threshold: float = Field(0.50, ge=0, le=1)
 
+    # web UI
+    ui_host: str = "127.0.0.1"
+    ui_port: int = Field(7860, ge=1, le=65535)
+    ui_username: str | None = None
+    ui_password: str | None = None
+    ui_concurrency: int = Field(2, ge=1, le=64)  # questions processed at once (one model on CPU: keep low)
+
     @field_validator("reranker")
     @classmethod
     def _reranker_off(cls, v: str | None) -> str | None:
