@@ -401,6 +401,51 @@ def ask(
         _print_answer(ans)
 
 
+@app.command("eval")
+def eval_cmd(
+    dataset: Annotated[Path, typer.Argument(help="SQuAD json (e.g. PolicyQA), the ObliQA folder, or our JSONL.")],
+    fmt: Annotated[str | None, typer.Option("--format", help="squad | obliqa | jsonl (guessed from the path).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate a deterministic sample of N questions.")] = None,
+    mode: Annotated[list[str] | None, typer.Option("--mode", help="Retrieval mode(s): dense, bm25, hybrid (repeatable).")] = None,
+    answers: Annotated[bool, typer.Option("--answers/--no-answers", help="Also generate and score answers (slow on CPU).")] = False,
+    answer_mode: Annotated[list[str] | None, typer.Option("--answer-mode", help="Answer mode(s) with --answers (repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Report folder (default reports/eval-NAME).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    index: IndexOpt = None,
+) -> None:
+    """Measure retrieval, answers, citations and refusals on a question set; write report.md, JSON and plots."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .evaluate import guess_format, run_eval
+
+    s = _settings(index=index)
+    if not dataset.exists():
+        raise ConfigError(f"dataset {dataset} does not exist")
+    modes = mode or ["hybrid"]
+    for m in modes:
+        if m not in ("dense", "bm25", "hybrid"):
+            raise ConfigError(f"unknown --mode '{m}' (use dense, bm25 or hybrid)")
+    amodes = (answer_mode or [s.answer_mode]) if answers else []
+    out = out or Path("reports") / f"eval-{dataset.stem}"
+    console = _err_console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
+        task = prog.add_task("evaluating", total=None)
+
+        def progress(n: int, desc: str) -> None:
+            prog.update(task, advance=n, description=desc)
+
+        with RichReporter(quiet=True) as rep:
+            written = run_eval(dataset, fmt or guess_format(dataset), s, modes=modes, answer_modes=amodes, limit=limit, seed=seed,
+                               out=out, reporter=rep, progress=progress)
+    import json as _json
+
+    metrics = _json.loads((out / "metrics.json").read_text())
+    parts = [f"{m}: R@5 {v['recall@5']:.3f} MRR {v['mrr']:.3f}" for m, v in metrics["retrieval"].items()]
+    parts += [f"{m}: F1 {v['f1'] if v['f1'] is not None else float('nan'):.3f} refusal acc {v['refusal_accuracy'] if v['refusal_accuracy'] is not None else float('nan'):.2f}"
+              for m, v in metrics["answers"].items()]
+    typer.echo(f"eval {metrics['dataset']}: " + "; ".join(parts) + f" -> {written[0]}")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")] = None,

@@ -262,3 +262,247 @@ def evaluate_retrieval(retriever: Any, questions: Sequence[EvalQuestion], mode: 
             per_q.append({"id": q.id, "question": q.question, "hits": flags, "rank": (flags.index(True) + 1) if any(flags) else None,
                           "retrieved": [{"source": h.chunk.source, "label": h.chunk.label, "score": round(h.score, 4)} for h in hits[:5]]})
     return retrieval_metrics(rows), per_q
+
+
+# ---------------------------------------------------------------------------------------------
+# `rag eval`: prepare a dataset's index, run retrieval (and answer) metrics, write a report
+
+
+def sample_questions(questions: Sequence[EvalQuestion], limit: int | None, seed: int = 0) -> list[EvalQuestion]:
+    """Deterministic sample keeping the answerable/unanswerable proportions."""
+    import random
+
+    qs = list(questions)
+    if not limit or limit >= len(qs):
+        return qs
+    rng = random.Random(seed)
+    ans = [q for q in qs if q.answerable]
+    una = [q for q in qs if not q.answerable]
+    n_una = round(limit * len(una) / len(qs))
+    return rng.sample(ans, min(len(ans), limit - n_una)) + rng.sample(una, min(len(una), n_una))
+
+
+def cross_scope_unanswerables(questions: Sequence[EvalQuestion], n: int, seed: int = 0) -> list[EvalQuestion]:
+    """Questions asked of another document than their own: the scoped documents cannot answer them."""
+    import random
+
+    rng = random.Random(seed + 1)
+    scoped = [q for q in questions if q.filter and q.answerable]
+    sources = sorted({s for q in scoped for s in q.filter.get("source", [])})  # type: ignore[union-attr]
+    out = []
+    for q in rng.sample(scoped, min(n, len(scoped))) if len(sources) > 1 else []:
+        own = q.filter["source"][0]  # type: ignore[index]
+        other = rng.choice([s for s in sources if s != own])
+        out.append(EvalQuestion(id=f"{q.id}@other", question=q.question, filter={"source": [other]}, answerable=False))
+    return out
+
+
+def _dataset_key(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted([path] if path.is_file() else path.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode())
+            h.update(str(p.stat().st_size).encode())
+            h.update(str(p.stat().st_mtime_ns).encode())
+    return h.hexdigest()[:12]
+
+
+def prepare_dataset(path: Path, fmt: str, settings: Any, cache: Path) -> tuple[EvalSet, Any]:
+    """Load the set and make sure an index exists for it; returns (set, settings for that index)."""
+    path = Path(path)
+    if fmt == "jsonl":
+        return load_jsonl(path), settings
+    key = f"{fmt}-{path.stem}-{_dataset_key(path)}"
+    work = cache / "eval" / key
+    if fmt == "squad":
+        es = load_squad(path, work / "corpus")
+    elif fmt == "obliqa":
+        folder = path if path.is_dir() else path.parent
+        split = "dev" if path.is_dir() else path.stem.split("_")[-1]
+        es = load_obliqa(folder, None if (work / "corpus").is_dir() else work / "corpus", split)
+        es.corpus = work / "corpus"
+    else:
+        raise ConfigError(f"unknown --format '{fmt}' (use squad, obliqa or jsonl)")
+    return es, settings.model_copy(update={"corpus": work / "corpus", "index": work / "index"})
+
+
+def guess_format(path: Path) -> str:
+    p = Path(path)
+    if p.is_dir() or p.name.startswith("ObliQA"):
+        return "obliqa"
+    if p.suffix == ".jsonl":
+        return "jsonl"
+    return "squad"
+
+
+def _strip(text: str) -> str:
+    return re.sub(r"\[\d+\]|[“”]|^Quoted from the documents:", "", text).strip()
+
+
+def evaluate_answers(answerer: Any, questions: Sequence[EvalQuestion], answer_mode: str, k: int, on_step: Any = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    rows = []
+    for q in questions:
+        a = answerer.ask(q.question, mode=answer_mode, k=k, filters=q.filter)
+        pred = "" if a.refused else _strip(a.text)
+        sents = a.sentences
+        cited = [c for c in a.citations]
+        gold_cited = [c for c in cited if q.gold_sources and c.passage.chunk.source in q.gold_sources]
+        rows.append({
+            "id": q.id, "question": q.question, "answerable": q.answerable, "answer": a.text, "refused": a.refused,
+            "produced_by": a.produced_by, "em": exact_match(pred, q.answers) if q.answers else None,
+            "f1": token_f1(pred, q.answers) if q.answers else None,
+            "citations": len(cited),
+            "citation_precision": (sum(c.support >= answerer.settings.support_threshold for c in cited) / len(cited)) if cited else None,
+            "citation_gold_precision": (len(gold_cited) / len(cited)) if (cited and q.gold_sources) else None,
+            "citation_recall": (sum(bool(s.citations) for s in sents) / len(sents)) if sents else None,
+            "best_similarity": a.record.get("evidence", {}).get("best_similarity"),
+            "latency_s": a.timings.get("total_s"),
+        })
+        if on_step:
+            on_step()
+
+    def mean(key: str, pred: Any = None) -> float | None:
+        vals = [r[key] for r in rows if r[key] is not None and (pred is None or pred(r))]
+        return sum(vals) / len(vals) if vals else None
+
+    ans = [r for r in rows if r["answerable"]]
+    una = [r for r in rows if not r["answerable"]]
+    metrics = {
+        "exact_match": mean("em", lambda r: r["answerable"]), "f1": mean("f1", lambda r: r["answerable"]),
+        "citation_precision": mean("citation_precision"), "citation_gold_precision": mean("citation_gold_precision"),
+        "citation_recall": mean("citation_recall"),
+        "refusal_accuracy": (sum(r["refused"] for r in una) / len(una)) if una else None,
+        "false_refusal_rate": (sum(r["refused"] for r in ans) / len(ans)) if ans else None,
+        "answered": float(sum(not r["refused"] for r in rows)), "questions": float(len(rows)),
+    }
+    return metrics, rows
+
+
+def write_report(out: Path, name: str, settings: Any, store: Any, retrieval: dict[str, dict[str, float]],
+                 answers: dict[str, dict[str, Any]], per_question: list[dict[str, Any]], sims: dict[str, list[float]],
+                 ks: Sequence[int] = (1, 2, 3, 5, 10)) -> list[Path]:
+    """report.md, metrics.json, per_question.jsonl and PNG plots in `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    metrics = {"dataset": name, "retrieval": retrieval, "answers": answers,
+               "index": {"index_id": store.index_id, "generation": store.generation.name, "embedding_model": store.manifest["embedding"]["model"],
+                         "documents": store.manifest["counts"]["documents"], "chunks": store.manifest["counts"]["chunks"]},
+               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.model_dump().items() if k not in ("ui_password",)}}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    with open(out / "per_question.jsonl", "w", encoding="utf-8") as f:
+        for r in per_question:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    written += [out / "metrics.json", out / "per_question.jsonl"]
+
+    # recall@k curves
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curves = {m: v.get("curve", {}) for m, v in retrieval.items()}
+    for mode, curve in curves.items():
+        xs = sorted(int(k) for k in curve)
+        ax.plot(xs, [curve[str(x)] if str(x) in curve else curve[x] for x in xs], marker="o", label=mode)
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{name}: recall@k by retrieval mode")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "recall_at_k.png", dpi=110)
+    plt.close(fig)
+    written.append(out / "recall_at_k.png")
+
+    # score distributions with the refusal threshold
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = [i / 40 for i in range(-4, 41)]
+    for label, vals in sims.items():
+        if vals:
+            ax.hist(vals, bins=bins, alpha=0.6, label=f"{label} ({len(vals)})")
+    ax.axvline(settings.refusal_threshold, color="red", linestyle="--", label=f"refusal threshold {settings.refusal_threshold:.2f}")
+    ax.set_xlabel("best passage similarity to the question")
+    ax.set_ylabel("questions")
+    ax.set_title(f"{name}: answerable vs unanswerable")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "score_distribution.png", dpi=110)
+    plt.close(fig)
+    written.append(out / "score_distribution.png")
+
+    lines = [f"# Evaluation: {name}", "",
+             f"Index `{store.index_id}` ({store.generation.name}): {metrics['index']['documents']} documents, "
+             f"{metrics['index']['chunks']} chunks, embedding model `{metrics['index']['embedding_model']}`; "
+             f"LLM `{settings.llm_model}`; refusal threshold {settings.refusal_threshold}, support threshold {settings.support_threshold}.", "",
+             "## Retrieval", "", "| mode | questions | recall@1 | recall@5 | recall@10 | MRR | nDCG@10 | MAP@10 |", "|---|---|---|---|---|---|---|---|"]
+    for mode, m in retrieval.items():
+        lines.append(f"| {mode} | {int(m['questions'])} | {m['recall@1']:.3f} | {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['mrr']:.3f} | {m['ndcg@10']:.3f} | {m['map@10']:.3f} |")
+    lines += ["", "![recall@k](recall_at_k.png)", ""]
+    if answers:
+        def f(v: Any) -> str:
+            return "–" if v is None else f"{v:.3f}"
+
+        lines += ["## Answers", "", "| answer mode | questions | EM | F1 | citation precision | cites gold doc | citation recall | refusal accuracy | false refusals |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for mode, m in answers.items():
+            lines.append(f"| {mode} | {int(m['questions'])} | {f(m['exact_match'])} | {f(m['f1'])} | {f(m['citation_precision'])} | "
+                         f"{f(m['citation_gold_precision'])} | {f(m['citation_recall'])} | {f(m['refusal_accuracy'])} | {f(m['false_refusal_rate'])} |")
+        lines.append("")
+    lines += ["![scores](score_distribution.png)", "", "## Worst 10 questions (first mode)", ""]
+    first = next(iter(retrieval), None)
+    worst = sorted((r for r in per_question if r.get("mode") == first and r.get("answerable", True)), key=lambda r: (r.get("rank") or 99))[::-1][:10]
+    for r in worst:
+        lines.append(f"- **{r['question']}** — gold rank: {r.get('rank') or 'not in top 10'}")
+        for h in r.get("retrieved", [])[:3]:
+            lines.append(f"  - {h['label']} ({h['source']}, score {h['score']})")
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    written.insert(0, out / "report.md")
+    return written
+
+
+def run_eval(dataset: Path, fmt: str | None, settings: Any, *, modes: Sequence[str] = ("hybrid",), answer_modes: Sequence[str] = (),
+             limit: int | None = None, seed: int = 0, out: Path, reporter: Any = None, progress: Any = None, embedder: Any = None) -> list[Path]:
+    from .generate import cache_dir
+    from .indexer import build_index
+    from .retrieve import Retriever
+
+    fmt = fmt or guess_format(dataset)
+    evalset, s = prepare_dataset(Path(dataset), fmt, settings, cache_dir())
+    if evalset.corpus is not None:
+        build_index(s, reporter=reporter, embedder=embedder)
+    questions = sample_questions(evalset.questions, limit, seed)
+    if fmt == "squad":  # unanswerable: the same questions scoped to another policy
+        questions += cross_scope_unanswerables(questions, max(1, len(questions) // 5), seed)
+    retriever = Retriever.open(s, embedder)
+    retrieval: dict[str, dict[str, Any]] = {}
+    per_q: list[dict[str, Any]] = []
+    answerable = [q for q in questions if q.answerable]
+    for mode in modes:
+        m, rows = evaluate_retrieval(retriever, answerable, mode, k=10)
+        curve = {}
+        for kk in (1, 2, 3, 5, 10):
+            curve[str(kk)] = sum(1 for r in rows if r["rank"] and r["rank"] <= kk) / max(1, len(rows))
+        m["curve"] = curve  # type: ignore[assignment]
+        retrieval[mode] = m
+        per_q += [{**r, "mode": mode, "answerable": True} for r in rows]
+        if progress:
+            progress(len(answerable), f"retrieval {mode}")
+    # best similarity for answerable vs unanswerable questions (the refusal signal)
+    hits = retriever.search([q.question for q in questions], 5, [q.filter for q in questions])
+    sims: dict[str, list[float]] = {"answerable": [], "unanswerable": []}
+    for q, h in zip(questions, hits, strict=True):
+        sims["answerable" if q.answerable else "unanswerable"].append(max((p.scores.get("dense", 0.0) for p in h), default=0.0))
+    answers: dict[str, dict[str, Any]] = {}
+    if answer_modes:
+        from .answer import Answerer
+
+        answerer = Answerer(retriever, s)
+        for am in answer_modes:
+            m, rows = evaluate_answers(answerer, questions, am, s.top_k, on_step=(lambda am=am: progress(1, f"answers {am}")) if progress else None)
+            answers[am] = m
+            per_q += [{**r, "answer_mode": am} for r in rows]
+    return write_report(out, evalset.name, s, retriever.store, retrieval, answers, per_q, sims)

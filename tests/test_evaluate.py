@@ -71,3 +71,43 @@ def test_shipped_eval_set_is_well_formed():
     qs = load_jsonl(Path(__file__).resolve().parent.parent / "eval/shipped.jsonl").questions
     assert len(qs) >= 60 and sum(not q.answerable for q in qs) >= 15
     assert all(q.gold_sources and q.gold_passages for q in qs if q.answerable)
+
+
+def test_rag_eval_end_to_end(tmp_path, capsys, monkeypatch):
+    from test_cli import run_cli
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    paras = {
+        "Acme Privacy": ["We collect your email address and phone number when you register.",
+                         "We share data with advertising partners only with your consent.",
+                         "You may delete your account at any time from the settings page."],
+        "Globex Privacy": ["Globex stores payment card numbers with a PCI-certified processor.",
+                           "Cookies remember your language preference for one year.",
+                           "Children under 13 may not use the Globex service."],
+    }
+    qs = {"Acme Privacy": [("What does Acme collect at registration?", "email address and phone number"),
+                           ("When does Acme share data with advertisers?", "only with your consent"),
+                           ("How can users delete their Acme account?", "from the settings page")],
+          "Globex Privacy": [("Where are payment card numbers stored?", "PCI-certified processor"),
+                             ("How long do cookies remember the language?", "one year"),
+                             ("Who may not use the Globex service?", "Children under 13")]}
+    data = {"data": [{"title": t, "paragraphs": [{"context": c, "qas": [
+        {"id": f"{t[:4]}{i}{j}", "question": q, "answers": [{"text": a, "answer_start": c.find(a)}]}
+        for j, (q, a) in enumerate(qs[t]) if a in c]} for i, c in enumerate(cs)]} for t, cs in paras.items()]}
+    f = tmp_path / "mini.json"
+    f.write_text(json.dumps(data))
+    out = tmp_path / "report"
+    code, stdout, err = run_cli(capsys, "eval", str(f), "--format", "squad", "--mode", "dense", "--mode", "hybrid",
+                                "--answers", "--answer-mode", "extractive", "-o", str(out))
+    assert code == 0, err
+    assert "eval mini: dense: R@5" in stdout
+    for name in ("report.md", "metrics.json", "per_question.jsonl", "recall_at_k.png", "score_distribution.png"):
+        assert (out / name).stat().st_size > 0, name
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["retrieval"]) == {"dense", "hybrid"} and m["retrieval"]["hybrid"]["recall@5"] == 1.0
+    a = m["answers"]["extractive"]
+    assert a["questions"] == 7 and a["f1"] > 0.3 and a["refusal_accuracy"] is not None  # 6 + 1 cross-policy unanswerable
+    rows = [json.loads(x) for x in (out / "per_question.jsonl").read_text().splitlines()]
+    assert any(r.get("answer_mode") == "extractive" and not r["answerable"] for r in rows)
+    report = (out / "report.md").read_text()
+    assert "| hybrid |" in report and "Worst 10 questions" in report and "![recall@k](recall_at_k.png)" in report
