@@ -233,6 +233,22 @@ def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sent
 
 
 @dataclass
+class _Pending:
+    """An answer waiting for the model's draft (lets batch runs generate many drafts at once)."""
+
+    question: str
+    cfg: AnswerConfig
+    passages: list[Passage]
+    prompt_passages: list[Passage]
+    messages: list[dict[str, str]]
+    timings: dict[str, Any]
+    record: dict[str, Any]
+    evidence: Evidence
+    ext_sents: list[AnswerSentence]
+    ext_quotes: dict[int, tuple[str, float]]
+
+
+@dataclass
 class AnswerConfig:
     mode: str = "auto"
     k: int = 5
@@ -305,7 +321,61 @@ class Answerer:
         query = condense_query(history, question)
         if passages is None:
             passages = self.retriever.search([query], cfg.k, filters or None, mode=retrieval_mode)[0]
-        t_retrieve = time.perf_counter() - t0
+        state = self._prepare(question, query, cfg, passages, time.perf_counter() - t0, filters, retrieval_mode, model)
+        if isinstance(state, Answer):
+            return state
+        result = self.generator(model).generate(state.messages, cfg.max_new_tokens, on_token=on_token)
+        return self._complete(state, result)
+
+    def ask_many(
+        self,
+        questions: Sequence[str],
+        *,
+        filters: Sequence[Any] | Any = None,
+        mode: str | None = None,
+        k: int | None = None,
+        model: str | None = None,
+        retrieval_mode: str | None = None,
+        batch_size: int = 8,
+    ) -> list[Answer | Exception]:
+        """Many questions at once: one batched retrieval, batched generation. Same answers as `ask`.
+
+        A question that fails yields its exception in place of an answer; the others go on.
+        """
+        cfg = self.config(mode=mode, k=k)
+        qs = [" ".join(q.split()) for q in questions]
+        per_filter = list(filters) if isinstance(filters, list) else [filters] * len(qs)
+        t0 = time.perf_counter()
+        hits = self.retriever.search(qs, cfg.k, [f or None for f in per_filter], mode=retrieval_mode)
+        t_ret = (time.perf_counter() - t0) / max(1, len(qs))
+        out: list[Answer | Exception | _Pending] = []
+        for q, f, h in zip(qs, per_filter, hits, strict=True):
+            try:
+                if not q:
+                    raise ConfigError("the question is empty")
+                out.append(self._prepare(q, q, cfg, h, t_ret, f, retrieval_mode, model))
+            except Exception as e:  # recorded per question
+                out.append(e)
+        pending = [i for i, x in enumerate(out) if isinstance(x, _Pending)]
+        if pending:
+            gen = self.generator(model)
+            for start in range(0, len(pending), max(1, batch_size)):
+                idx = pending[start : start + batch_size]
+                try:
+                    if hasattr(gen, "generate_batch") and len(idx) > 1:
+                        results = gen.generate_batch([out[i].messages for i in idx], cfg.max_new_tokens)  # type: ignore[union-attr]
+                    else:
+                        results = [gen.generate(out[i].messages, cfg.max_new_tokens) for i in idx]  # type: ignore[union-attr]
+                    for i, r in zip(idx, results, strict=True):
+                        out[i] = self._complete(out[i], r)  # type: ignore[arg-type]
+                except Exception as e:
+                    for i in idx:
+                        out[i] = e
+        return out  # type: ignore[return-value]
+
+    def _prepare(self, question: str, query: str, cfg: AnswerConfig, passages: Sequence[Passage], t_retrieve: float,
+                 filters: Any, retrieval_mode: str | None, model: str | None) -> Answer | _Pending:
+        """Everything before generation; returns a final Answer when no LLM is needed."""
         timings: dict[str, Any] = {"retrieve_s": t_retrieve}
         record = self._record(question, query, cfg, filters, retrieval_mode)
         best_sim = max((p.scores.get("dense", p.score) for p in passages), default=0.0)
@@ -325,35 +395,38 @@ class Answerer:
             if ext_best < cfg.extractive_threshold or not ext_sents:
                 return self._refusal(question, cfg, passages, timings, record, "no sentence of the passages matches the question")
             return self._finish(question, cfg, passages, ext_sents, ext_quotes, "extractive", timings, record, None)
-
-        gen = self.generator(model)
         record["settings"]["llm_model"] = model or self.settings.llm_model
-        prompt_passages = passages[: cfg.prompt_passages]
+        prompt_passages = list(passages[: cfg.prompt_passages])
         messages = build_messages(question, prompt_passages, cfg.max_chars_per_passage)
-        result = gen.generate(messages, cfg.max_new_tokens, on_token=on_token)
+        return _Pending(question, cfg, list(passages), prompt_passages, messages, timings, record, ev, ext_sents, ext_quotes)
+
+    def _complete(self, st: _Pending, result: Any) -> Answer:
+        """Attribution and the mode's decision, given the model's draft."""
+        cfg, timings, record = st.cfg, st.timings, st.record
         timings.update(generate_s=result.generate_s, first_token_s=result.first_token_s, tokens=result.tokens,
                        prompt_tokens=result.prompt_tokens, tokens_per_s=result.tokens_per_s)
         record["model_output"] = result.text
         t2 = time.perf_counter()
-        sents, quotes = attribute(result.text, prompt_passages, self.embedder, cfg.support_threshold, ev)
+        sents, quotes = attribute(result.text, st.prompt_passages, self.embedder, cfg.support_threshold, st.evidence)
         timings["attribute_s"] = timings.get("attribute_s", 0.0) + time.perf_counter() - t2
         model_refused = is_refusal(result.text)
+        q, passages = st.question, st.passages
         if cfg.mode == "generative":
             if model_refused or not any(s.supported for s in sents):
                 why = "the model found no answer in the passages" if model_refused else "no sentence of the model's answer is supported by the passages"
-                return self._refusal(question, cfg, passages, timings, record, why)
-            return self._finish(question, cfg, passages, sents, quotes, "generative", timings, record, None)
+                return self._refusal(q, cfg, passages, timings, record, why)
+            return self._finish(q, cfg, passages, sents, quotes, "generative", timings, record, None)
         # auto
         supported = [s for s in sents if s.supported]
         dropped = len(sents) - len(supported)
         if model_refused or sum(len(s.text) for s in supported) < cfg.min_supported_chars:
-            if not ext_sents:
-                return self._refusal(question, cfg, passages, timings, record, "no supported answer")
+            if not st.ext_sents:
+                return self._refusal(q, cfg, passages, timings, record, "no supported answer")
             note = "extractive answer: the model's draft was not supported by the passages"
-            return self._finish(question, cfg, passages, ext_sents, ext_quotes, "extractive", timings, record, note)
+            return self._finish(q, cfg, passages, st.ext_sents, st.ext_quotes, "extractive", timings, record, note)
         note = f"{dropped} unsupported sentence(s) of the model's draft removed" if dropped else None
         used = {n for s in supported for n in s.citations}
-        return self._finish(question, cfg, passages, supported, {n: q for n, q in quotes.items() if n in used}, "generative", timings, record, note)
+        return self._finish(q, cfg, passages, supported, {n: x for n, x in quotes.items() if n in used}, "generative", timings, record, note)
 
     # -- helpers -----------------------------------------------------------------------------
 

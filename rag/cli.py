@@ -401,6 +401,56 @@ def ask(
         _print_answer(ans)
 
 
+@app.command("batch")
+def batch(
+    input_: Annotated[Path, typer.Argument(metavar="INPUT", help="Questions: .txt, .csv/.xlsx (question column), .jsonl.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Answers: .jsonl, .csv or .xlsx (format from the extension).")],
+    resume: Annotated[bool, typer.Option("--resume", help="Skip ids already in OUTPUT.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Questions retrieved and generated together.")] = 8,
+    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Passages per question.")] = None,
+    filter_: Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (repeatable), for every question.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="LLM for generative/auto answers.")] = None,
+    answer_mode: Annotated[str | None, typer.Option("--answer-mode", help="generative | extractive | auto.")] = None,
+    index: IndexOpt = None,
+) -> None:
+    """Answer a list of questions into a spreadsheet or JSONL of cited answers; resumable."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .answer import Answerer
+    from .batch import ResultWriter, check_items, read_input, run_batch
+    from .retrieve import Retriever, parse_filters
+
+    s = _settings(index=index, top_k=k, llm_model=model, answer_mode=answer_mode)
+    items = read_input(input_)
+    warnings, _ = check_items(items)
+    console = _err_console()
+    for w in warnings[:50]:
+        console.print(f"[yellow]note[/] {w}", markup=True)
+    writer = ResultWriter(output, resume)
+    answerer = Answerer(Retriever.open(s), s)
+    filters = parse_filters(filter_) or None
+    with Progress(TextColumn("questions"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as prog:
+        todo = sum(1 for it in items if it.id not in writer.done and not it.error)
+        task = prog.add_task("batch", total=todo, rate="")
+        t0 = time.perf_counter()
+
+        def on_progress(done: int, total: int, failed: int) -> None:
+            rate = 60 * done / max(1e-9, time.perf_counter() - t0)
+            prog.update(task, completed=done, rate=f"{rate:.1f}/min" + (f", {failed} failed" if failed else ""))
+
+        summary = run_batch(answerer, items, writer, batch_size=batch_size, filters=filters, on_progress=on_progress)
+    summary.duplicates = sum(1 for w in warnings if "duplicate of question" in w)
+    typer.echo(summary.line() + f" -> {output}")
+
+
 @app.command("eval")
 def eval_cmd(
     dataset: Annotated[Path, typer.Argument(help="SQuAD json (e.g. PolicyQA), the ObliQA folder, or our JSONL.")],

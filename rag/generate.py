@@ -150,12 +150,7 @@ class Generator:
         self._lock = threading.Lock()
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> Any:
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:  # a base model without a template
-            text = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"
-        return tok(text, return_tensors="pt", add_special_tokens=False)
+        return self.tokenizer(self.prompt_text(messages), return_tensors="pt", add_special_tokens=False)
 
     def generate(
         self,
@@ -177,6 +172,39 @@ class Generator:
         text = "".join(pieces)
         n_prompt, n_new = first[1], first[2]
         return GenerationResult(text=text.strip(), tokens=n_new, prompt_tokens=n_prompt, first_token_s=first[0] if first else total, generate_s=total)
+
+    def generate_batch(self, batch: list[list[dict[str, str]]], max_new_tokens: int = 256, repetition_penalty: float = 1.1) -> list[GenerationResult]:
+        """Several prompts in one `generate` call (left padding), greedy: same text as one at a time."""
+        import torch
+
+        tok = self.tokenizer
+        texts = [self.prompt_text(m) for m in batch]
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        finally:
+            tok.padding_side = old_side
+        t0 = time.perf_counter()
+        with self._lock, torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+                                      repetition_penalty=repetition_penalty, pad_token_id=tok.pad_token_id)
+        dt = time.perf_counter() - t0
+        results = []
+        width = enc["input_ids"].shape[1]
+        for i in range(len(texts)):
+            new = out[i, width:]
+            n_new = int((new != tok.pad_token_id).sum()) if tok.pad_token_id is not None else int(new.shape[0])
+            text = tok.decode(new, skip_special_tokens=True)
+            results.append(GenerationResult(text=text.strip(), tokens=n_new, prompt_tokens=int(enc["attention_mask"][i].sum()),
+                                            first_token_s=dt, generate_s=dt))
+        return results
+
+    def prompt_text(self, messages: list[dict[str, str]]) -> str:
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"
 
     def stream(self, messages: list[dict[str, str]], max_new_tokens: int = 256, temperature: float = 0.0,
                repetition_penalty: float = 1.1, _stats: list[float] | None = None) -> Iterator[str]:

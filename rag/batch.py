@@ -1,0 +1,366 @@
+"""`rag batch`: answer a question list into a JSONL/CSV/XLSX file, resumably.
+
+Every finished question is appended to the output (JSONL, CSV) or to a JSONL journal beside it
+(XLSX, written from the journal at the end) and fsync'd, so a kill loses at most the questions in
+flight; `--resume` skips ids already there. Retrieval runs for many questions at once and generation
+is batched. The same Answerer as `rag ask` produces each answer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+FORMATS = (".txt", ".csv", ".xlsx", ".jsonl")
+FLAT_COLUMNS = ["id", "question", "answer", "refused", "produced_by", "citations", "sources", "retrieve_s", "generate_s", "total_s", "error"]
+
+
+@dataclass
+class BatchItem:
+    id: str
+    question: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class BatchSummary:
+    answered: int = 0
+    refused: int = 0
+    failed: int = 0
+    skipped_done: int = 0
+    bad_rows: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+
+    @property
+    def per_minute(self) -> float:
+        n = self.answered + self.refused + self.failed
+        return 60.0 * n / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"batch: {self.answered} answered, {self.refused} refused, {self.failed} failed"
+                f"{f', {self.skipped_done} already done' if self.skipped_done else ''}"
+                f"{f', {self.bad_rows} bad rows' if self.bad_rows else ''}"
+                f"{f', {self.duplicates} duplicate questions' if self.duplicates else ''}; "
+                f"{self.seconds:.1f} s, {self.per_minute:.1f} questions/min")
+
+
+# ---------------------------------------------------------------------------------------------
+# Input
+
+
+def _norm_header(h: Any) -> str:
+    return str(h or "").strip().lower()
+
+
+def read_input(path: Path) -> list[BatchItem]:
+    """Questions with ids and pass-through columns; malformed rows come back with `error` set."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in FORMATS:
+        raise ConfigError(f"{path}: unsupported input type '{ext}' (use .txt, .csv, .xlsx or .jsonl)")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    items: list[BatchItem] = []
+    if ext == ".txt":
+        for n, line in enumerate(_read_text(path).splitlines(), 1):
+            if line.strip():
+                items.append(BatchItem(id=f"q{n}", question=line.strip()))
+    elif ext == ".jsonl":
+        for n, line in enumerate(_read_text(path).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as e:
+                items.append(BatchItem(id=f"line{n}", question="", error=f"line {n}: invalid JSON ({e})"))
+                continue
+            q = obj.get("question")
+            extra = {k: v for k, v in obj.items() if k not in ("id", "question")}
+            items.append(BatchItem(id=str(obj.get("id", f"line{n}")), question=q.strip() if isinstance(q, str) else "", extra=extra,
+                                   error=None if isinstance(q, str) else f"line {n}: no \"question\" string"))
+    else:
+        rows = _read_table(path)
+        if not rows:
+            return []
+        header = [_norm_header(h) for h in rows[0]]
+        if "question" not in header:
+            raise ConfigError(f"{path}: needs a 'question' column (found: {', '.join(h for h in header if h) or 'none'})")
+        qi = header.index("question")
+        ii = header.index("id") if "id" in header else None
+        for n, row in enumerate(rows[1:], 2):
+            if not any(str(c).strip() for c in row if c is not None):
+                continue
+            row = list(row) + [None] * (len(header) - len(row))
+            q = row[qi]
+            rid = str(row[ii]).strip() if ii is not None and row[ii] not in (None, "") else f"row{n}"
+            extra = {h: row[j] for j, h in enumerate(header) if h not in ("question", "id") and h}
+            items.append(BatchItem(id=rid, question=str(q).strip() if q is not None else "", extra=extra))
+    for it in items:
+        if it.error is None and not it.question:
+            it.error = "empty question"
+    return items
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def _read_table(path: Path) -> list[list[Any]]:
+    if path.suffix.lower() == ".csv":
+        return list(csv.reader(io.StringIO(_read_text(path))))
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:
+        raise ConfigError(f"{path}: cannot read the workbook ({e})") from None
+    ws = wb.active
+    return [list(r) for r in ws.iter_rows(values_only=True)] if ws is not None else []
+
+
+def check_items(items: list[BatchItem]) -> tuple[list[str], int]:
+    """Make ids unique and report duplicate questions. Returns (warnings, n duplicate questions)."""
+    warnings: list[str] = []
+    seen_ids: dict[str, int] = {}
+    seen_q: dict[str, str] = {}
+    dups = 0
+    for it in items:
+        if it.id in seen_ids:
+            seen_ids[it.id] += 1
+            new = f"{it.id}#{seen_ids[it.id]}"
+            warnings.append(f"duplicate id '{it.id}' renamed to '{new}'")
+            it.id = new
+        else:
+            seen_ids[it.id] = 1
+        if it.error:
+            warnings.append(f"{it.id}: {it.error}")
+            continue
+        key = " ".join(it.question.lower().split())
+        if key in seen_q:
+            dups += 1
+            warnings.append(f"{it.id}: duplicate of question {seen_q[key]}")
+        else:
+            seen_q[key] = it.id
+    return warnings, dups
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def flat_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """One spreadsheet row from a result record."""
+    cites = rec.get("citations") or []
+    timings = rec.get("timings") or {}
+    row = {
+        "id": rec.get("id"), "question": rec.get("question"), "answer": rec.get("answer"), "refused": rec.get("refused"),
+        "produced_by": rec.get("produced_by"),
+        "citations": "; ".join(f"[{c['n']}] {c['title']} p.{c['page']}" for c in cites),
+        "sources": "; ".join(dict.fromkeys(c["source"] for c in cites)),
+        "retrieve_s": timings.get("retrieve_s"), "generate_s": timings.get("generate_s"), "total_s": timings.get("total_s"),
+        "error": rec.get("error"),
+    }
+    for k, v in (rec.get("input") or {}).items():
+        row.setdefault(k, v)
+    return row
+
+
+class ResultWriter:
+    """Appends one record per finished question, fsync'd; knows which ids are already done."""
+
+    def __init__(self, output: Path, resume: bool) -> None:
+        self.output = Path(output)
+        self.ext = self.output.suffix.lower()
+        if self.ext not in (".jsonl", ".csv", ".xlsx"):
+            raise ConfigError(f"{output}: unsupported output type '{self.ext}' (use .jsonl, .csv or .xlsx)")
+        self.journal = self.output.with_name(self.output.name + ".partial.jsonl") if self.ext == ".xlsx" else None
+        exists = self.output.exists() or (self.journal is not None and self.journal.exists())
+        if exists and not resume:
+            raise ConfigError(f"{output} already exists: add --resume to continue it, or choose another file")
+        if resume:
+            for f in (self.output, self.journal):
+                if f is not None and f.exists() and f.suffix != ".xlsx":
+                    _repair_tail(f)
+        self.done: set[str] = self._existing_ids() if resume else set()
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self._csv_header: list[str] | None = None
+        if self.ext == ".csv" and self.output.exists():
+            with open(self.output, newline="", encoding="utf-8") as f:
+                self._csv_header = next(csv.reader(f), None)
+
+    def _existing_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for rec in self.records():
+            if rec.get("id") is not None and not rec.get("error"):
+                ids.add(str(rec["id"]))
+        return ids
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        src = self.journal if self.journal is not None else self.output
+        if src.exists():
+            if self.ext == ".csv":
+                with open(src, newline="", encoding="utf-8") as f:
+                    for row in csv.DictReader(f):
+                        if None not in row.values() and None not in row:  # a row torn by a kill is redone
+                            yield row
+            else:
+                for line in src.read_text(encoding="utf-8").splitlines():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line torn by a kill: that question is redone
+        elif self.ext == ".xlsx" and self.output.exists():
+            import openpyxl
+
+            wb = openpyxl.load_workbook(self.output, read_only=True)
+            rows = list(wb.active.iter_rows(values_only=True)) if wb.active is not None else []
+            if rows:
+                header = [str(h) for h in rows[0]]
+                for r in rows[1:]:
+                    yield dict(zip(header, r, strict=False))
+
+    def set_input_columns(self, keys: Sequence[str]) -> None:
+        """CSV: the pass-through input columns, fixed before the first row (kept when resuming)."""
+        if self.ext == ".csv" and self._csv_header is None:
+            self._csv_header = FLAT_COLUMNS + [k for k in dict.fromkeys(keys) if k not in FLAT_COLUMNS]
+            self._csv_new = True
+
+    def append(self, rec: dict[str, Any]) -> None:
+        if self.ext == ".csv":
+            row = flat_row(rec)
+            new = self._csv_header is None or getattr(self, "_csv_new", False)
+            self._csv_new = False
+            if self._csv_header is None:
+                self._csv_header = FLAT_COLUMNS + [k for k in row if k not in FLAT_COLUMNS]
+            with open(self.output, "a", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, fieldnames=self._csv_header, extrasaction="ignore")
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+                f.flush()
+                os.fsync(f.fileno())
+            return
+        target = self.journal if self.journal is not None else self.output
+        line = json.dumps(rec, ensure_ascii=False) + "\n"
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def finish(self) -> None:
+        """XLSX: write the workbook from the journal (atomically), then drop the journal."""
+        if self.ext != ".xlsx" or self.journal is None or not self.journal.exists():
+            return
+        import openpyxl
+
+        recs = list(self.records())
+        rows = [flat_row(r) for r in recs]
+        cols = FLAT_COLUMNS + sorted({k for r in rows for k in r} - set(FLAT_COLUMNS))
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        ws.title = "answers"
+        ws.append(cols)
+        for r in rows:
+            ws.append([_cell(r.get(c)) for c in cols])
+        tmp = self.output.with_name(f".{self.output.name}.tmp")
+        wb.save(tmp)
+        os.replace(tmp, self.output)
+        self.journal.unlink()
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a last line left unfinished by a kill, so the next append starts on a fresh line."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _cell(v: Any) -> Any:
+    if v is None or isinstance(v, str | int | float | bool):
+        return v
+    return json.dumps(v, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def result_record(item: BatchItem, answer: Any) -> dict[str, Any]:
+    rec = {"id": item.id, **answer.to_dict()}
+    if item.extra:
+        rec["input"] = item.extra
+    return rec
+
+
+def error_record(item: BatchItem, error: str) -> dict[str, Any]:
+    rec: dict[str, Any] = {"id": item.id, "question": item.question, "error": error}
+    if item.extra:
+        rec["input"] = item.extra
+    return rec
+
+
+def run_batch(
+    answerer: Any,
+    items: Sequence[BatchItem],
+    writer: ResultWriter,
+    *,
+    batch_size: int = 8,
+    filters: Any = None,
+    mode: str | None = None,
+    k: int | None = None,
+    model: str | None = None,
+    on_progress: Callable[[int, int, int], None] | None = None,
+) -> BatchSummary:
+    """Answer `items` (skipping ids the writer already holds), appending each result as it is done."""
+    summary = BatchSummary()
+    t0 = time.perf_counter()
+    writer.set_input_columns([k for it in items for k in it.extra])
+    todo: list[BatchItem] = []
+    for it in items:
+        if it.id in writer.done:
+            summary.skipped_done += 1
+        elif it.error:
+            summary.bad_rows += 1
+            writer.append(error_record(it, it.error))
+        else:
+            todo.append(it)
+    done = 0
+    for start in range(0, len(todo), max(1, batch_size)):
+        part = todo[start : start + batch_size]
+        try:
+            answers = answerer.ask_many([it.question for it in part], filters=filters, mode=mode, k=k, model=model, batch_size=batch_size)
+        except Exception as e:  # the whole batch failed (e.g. model load): record each
+            answers = [e] * len(part)
+        for it, ans in zip(part, answers, strict=True):
+            if isinstance(ans, Exception):
+                summary.failed += 1
+                writer.append(error_record(it, f"{type(ans).__name__}: {ans}"))
+            else:
+                summary.refused += ans.refused
+                summary.answered += not ans.refused
+                writer.append(result_record(it, ans))
+            done += 1
+        if on_progress:
+            on_progress(done, len(todo), summary.failed)
+    writer.finish()
+    summary.seconds = time.perf_counter() - t0
+    return summary
