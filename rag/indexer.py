@@ -80,6 +80,8 @@ class BuildResult:
     chunks_total: int = 0
     documents_total: int = 0
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # inside the embedder's encode
+    load_seconds: float = 0.0  # loading the embedding model (0 when it was already loaded)
     generation: str | None = None
     index_id: str | None = None
 
@@ -255,7 +257,9 @@ def build_index(
                 todo = [i for i, h in enumerate(hashes) if h not in known]
                 vecs = np.zeros((len(pending), emb.dimension), dtype=np.float32)
                 if todo:
+                    t_enc = time.perf_counter()
                     new = emb.encode([pending[i].embed_text for i in todo])
+                    result.embed_seconds += time.perf_counter() - t_enc
                     vecs[todo] = new
                     rep.embedded(len(todo))
                 for i, h in enumerate(hashes):
