@@ -12,5 +12,5 @@ fi
 # Set TORCH_SPEC (e.g. "torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128") for a GPU build.
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q -e ".[${RAG_EXTRAS:-dev,ray}]"
 echo "installed: $(.venv/bin/rag --help >/dev/null && echo 'rag command ready in .venv/bin/rag')"

@@ -30,6 +30,20 @@ CorpusOpt = Annotated[
 ]
 IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder (default: index/).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="local | ray (pip install 'policy-rag[ray]').")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local Ray instance).")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Ray actors (default: half the CPU cores, at most 4).")]
+
+
+def _check_engine(engine: str, address: str | None) -> None:
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"unknown --engine '{engine}' (use local or ray)")
+    if engine == "ray":
+        from .ray_engine import ensure_ray
+
+        ensure_ray(address)
+    elif address:
+        raise ConfigError("--address needs --engine ray")
 RerankerOpt = Annotated[str | None, typer.Option("--reranker", help="CrossEncoder (HF id or folder) to rerank hits; 'none' turns it off.")]
 ExpandOpt = Annotated[int | None, typer.Option("--expand", help="Attach this many neighbouring chunks to each hit (context).")]
 DedupeOpt = Annotated[bool | None, typer.Option("--dedupe/--no-dedupe", help="Drop hits overlapping a better hit.")]
@@ -411,6 +425,9 @@ def batch(
     filter_: Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (repeatable), for every question.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="LLM for generative/auto answers.")] = None,
     answer_mode: Annotated[str | None, typer.Option("--answer-mode", help="generative | extractive | auto.")] = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
     index: IndexOpt = None,
 ) -> None:
     """Answer a list of questions into a spreadsheet or JSONL of cited answers; resumable."""
@@ -434,7 +451,7 @@ def batch(
     for w in warnings[:50]:
         console.print(f"[yellow]note[/] {w}", markup=True)
     writer = ResultWriter(output, resume)
-    answerer = Answerer(Retriever.open(s), s)
+    _check_engine(engine, address)
     filters = parse_filters(filter_) or None
     with Progress(TextColumn("questions"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as prog:
@@ -446,7 +463,14 @@ def batch(
             rate = 60 * done / max(1e-9, time.perf_counter() - t0)
             prog.update(task, completed=done, rate=f"{rate:.1f}/min" + (f", {failed} failed" if failed else ""))
 
-        summary = run_batch(answerer, items, writer, batch_size=batch_size, filters=filters, on_progress=on_progress)
+        if engine == "ray":
+            from .ray_engine import run_batch_ray
+
+            summary = run_batch_ray(items, writer, s, batch_size=batch_size, filters=filters, mode=None, k=None, model=None,
+                                    workers=workers, on_progress=on_progress)
+        else:
+            answerer = Answerer(Retriever.open(s), s)
+            summary = run_batch(answerer, items, writer, batch_size=batch_size, filters=filters, on_progress=on_progress)
     summary.duplicates = sum(1 for w in warnings if "duplicate of question" in w)
     typer.echo(summary.line() + f" -> {output}")
 

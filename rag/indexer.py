@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,6 +182,8 @@ def build_index(
     reporter: BuildReporter | None = None,
     embedder: Any = None,
     flush_chunks: int = 2048,
+    engine: str = "local",
+    workers: int | None = None,
 ) -> BuildResult:
     """Bring the index at settings.index up to date with the corpus at settings.corpus."""
     rep = reporter or NullReporter()
@@ -244,6 +247,7 @@ def build_index(
                     index.remove_ids(old_ids)
 
             pending: list[Chunk] = []
+            fresh: set[str] = set()
 
             def flush() -> None:
                 nonlocal index
@@ -265,8 +269,9 @@ def build_index(
                 for i, h in enumerate(hashes):
                     if h in known:
                         vecs[i] = known[h]
-                result.chunks_embedded += len(todo)
-                result.chunks_reused += len(pending) - len(todo)
+                n_fresh = sum(1 for h in hashes if h in fresh)  # embedded by the Ray engine for this build
+                result.chunks_embedded += len(todo) + n_fresh
+                result.chunks_reused += len(pending) - len(todo) - n_fresh
                 ids = writer.add_chunks(pending, vecs)
                 if not rebuild:
                     if index is None:
@@ -278,27 +283,23 @@ def build_index(
 
             limits = limits_from(settings)
             rep.start(len(add) + len(update))
-            for kind, states in (("add", add), ("update", update)):
-                for fs in states:
-                    try:
-                        doc = load_document(fs.path, corpus, limits, meta=metadata.get(fs.source))
-                    except IngestError as e:
-                        result.skipped.append(e)
-                        rep.file_skipped(e)
-                        continue
-                    chunks = chunk_document(doc, tokenize, cfg)
-                    if not chunks:
-                        e = IngestError(fs.source, "no text to index after cleaning", "empty")
-                        result.skipped.append(e)
-                        rep.file_skipped(e)
-                        continue
-                    writer.add_document(_doc_row(doc, fs, len(chunks)))
-                    pending.extend(chunks)
-                    (result.added if kind == "add" else result.updated).append(fs.source)
-                    rep.file_done(fs.source, len(chunks))
-                    del doc
-                    if len(pending) >= flush_chunks:
-                        flush()
+            states = [("add", fs) for fs in add] + [("update", fs) for fs in update]
+            for kind, fs, doc_fields, chunks, err in _process(states, corpus, metadata, limits, cfg, tokenize, settings, engine, workers, cache, writer, fresh):
+                if err is not None:
+                    result.skipped.append(err)
+                    rep.file_skipped(err)
+                    continue
+                if not chunks:
+                    e = IngestError(fs.source, "no text to index after cleaning", "empty")
+                    result.skipped.append(e)
+                    rep.file_skipped(e)
+                    continue
+                writer.add_document(_doc_row(doc_fields, fs, len(chunks)))
+                pending.extend(chunks)
+                (result.added if kind == "add" else result.updated).append(fs.source)
+                rep.file_done(fs.source, len(chunks))
+                if len(pending) >= flush_chunks:
+                    flush()
             flush()
 
             if rebuild:
@@ -370,21 +371,46 @@ def build_index(
     return result
 
 
-def _doc_row(doc: Document, fs: FileState, n_chunks: int) -> dict[str, Any]:
-    return {
-        "source": doc.source,
-        "doc_id": doc.doc_id,
-        "title": doc.title,
-        "date": doc.date,
-        "source_url": doc.source_url,
-        "file_type": doc.file_type,
-        "pages": doc.page_count,
-        "has_pages": int(doc.has_pages),
-        "sha256": file_sha256(fs.path),
-        "size": fs.size,
-        "mtime_ns": fs.mtime_ns,
-        "n_chunks": n_chunks,
-    }
+def _doc_fields(doc: Document) -> dict[str, Any]:
+    return {"source": doc.source, "doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "source_url": doc.source_url,
+            "file_type": doc.file_type, "pages": doc.page_count, "has_pages": int(doc.has_pages)}
+
+
+def _doc_row(fields: dict[str, Any], fs: FileState, n_chunks: int) -> dict[str, Any]:
+    return {**fields, "sha256": file_sha256(fs.path), "size": fs.size, "mtime_ns": fs.mtime_ns, "n_chunks": n_chunks}
+
+
+def _process(states: list[tuple[str, FileState]], corpus: Path, metadata: dict[str, dict[str, str]], limits: Limits, cfg: ChunkConfig,
+             tokenize: Any, settings: Settings, engine: str, workers: int | None, cache: dict[str, np.ndarray],
+             writer: GenerationWriter, fresh: set[str]) -> Iterator[tuple[str, FileState, dict[str, Any] | None, list[Chunk], IngestError | None]]:
+    """(kind, file, document fields, chunks, error) per file, in order; streaming with the local engine.
+
+    With the Ray engine, files are loaded and chunked by Ray tasks and the new chunk texts embedded by
+    an actor pool; their vectors go into `cache` (and their hashes into `fresh`), so the flush that
+    follows embeds nothing more.
+    """
+    if engine == "local":
+        for kind, fs in states:
+            try:
+                doc = load_document(fs.path, corpus, limits, meta=metadata.get(fs.source))
+            except IngestError as e:
+                yield kind, fs, None, [], e
+                continue
+            yield kind, fs, _doc_fields(doc), chunk_document(doc, tokenize, cfg), None
+        return
+    if engine != "ray":
+        raise RagError(f"unknown engine '{engine}' (use local or ray)")
+    from . import ray_engine
+
+    results = ray_engine.load_and_chunk([fs for _, fs in states], corpus, metadata, limits, cfg, settings, workers)
+    wanted = {c.text_hash: c.embed_text for _, _, chunks, _ in results for c in chunks if c.text_hash not in cache}
+    if wanted:
+        cache.update(writer.lookup_vectors(list(wanted)))
+        todo = {h: t for h, t in wanted.items() if h not in cache}
+        cache.update(ray_engine.embed_texts(todo, settings, workers))
+        fresh.update(todo)
+    for (kind, _), (fs, fields, chunks, err) in zip(states, results, strict=True):
+        yield kind, fs, fields, chunks, err
 
 
 def _rebuild_faiss(writer: GenerationWriter, settings: Settings, dim: int) -> Any:

@@ -1,0 +1,84 @@
+"""The Ray engine on a local Ray instance gives the same index and the same answers as the local engine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray")
+
+from rag.batch import ResultWriter, read_input, run_batch  # noqa: E402
+from rag.indexer import build_index  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+from rag.store import IndexStore  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    from rag import ray_engine
+
+    ray_engine.ensure_ray()
+    yield
+    ray_engine.shutdown()
+
+
+def _rows(index):
+    store = IndexStore(index)
+    chunks = {c.chunk_id: c for c in store.iter_chunks()}
+    from rag.store import faiss_ids
+
+    ids = faiss_ids(store.faiss)
+    vecs = dict(zip(ids.tolist(), store.vectors(ids), strict=True))
+    return store, chunks, vecs
+
+
+def test_ray_index_build_matches_local(ray_session, built_fixture_index, embedder, tmp_path):
+    corpus, local_index = built_fixture_index
+    c = tmp_path / "corpus"
+    shutil.copytree(corpus, c)
+    (c / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")
+    ray_index = tmp_path / "ray-index"
+    r = build_index(Settings(corpus=c, index=ray_index), embedder=embedder, engine="ray", workers=1)
+    assert len(r.added) == 5 and [e.path for e in r.skipped] == ["broken.pdf"] and r.chunks_embedded == r.chunks_total
+    s_local, ch_local, v_local = _rows(local_index)
+    s_ray, ch_ray, v_ray = _rows(ray_index)
+    assert set(ch_local) == set(ch_ray)
+    assert all(ch_local[k] == ch_ray[k] for k in ch_local)
+    assert set(v_local) == set(v_ray)
+    for fid, v in v_local.items():
+        assert np.allclose(v, v_ray[fid], atol=1e-5)
+    assert s_ray.check() == []
+    assert {k: {x: d[x] for x in ("doc_id", "chunks", "title")} for k, d in s_local.manifest["documents"].items()} == \
+           {k: {x: d[x] for x in ("doc_id", "chunks", "title")} for k, d in s_ray.manifest["documents"].items()}
+    # incremental rules unchanged: a changed file re-embeds only its new text
+    md = c / "plans/quantum-plan.md"
+    md.write_text(md.read_text() + "\nA brand new closing paragraph about lattice-based signatures.\n")
+    r2 = build_index(Settings(corpus=c, index=ray_index), embedder=embedder, engine="ray", workers=1)
+    assert r2.updated == ["plans/quantum-plan.md"] and 1 <= r2.chunks_embedded < r2.chunks_total and r2.chunks_reused >= 1
+
+
+def test_ray_batch_matches_local(ray_session, built_fixture_index, embedder, tmp_path):
+    from rag import ray_engine
+    from rag.answer import Answerer
+    from rag.retrieve import Retriever
+
+    qs = ["What must drone operators hold?", "How often are fracture-critical members inspected?", "What is the recipe for sourdough bread?",
+          "Which utilities are eligible for drought grants?"]
+    inp = tmp_path / "q.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"x{i}", "question": q}) + "\n" for i, q in enumerate(qs)))
+    s = Settings(index=built_fixture_index[1], answer_mode="extractive")
+    local_out, ray_out = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    run_batch(Answerer(Retriever.open(s, embedder), s), read_input(inp), ResultWriter(local_out, False), batch_size=2)
+    summary = ray_engine.run_batch_ray(read_input(inp), ResultWriter(ray_out, False), s, batch_size=2, filters=None, mode=None, k=None,
+                                       model=None, workers=1)
+    assert summary.answered + summary.refused == len(qs) and summary.failed == 0
+
+    def load(p):
+        return {r["id"]: (r["answer"], r["refused"], [c["chunk_id"] for c in r["citations"]]) for r in map(json.loads, p.read_text().splitlines())}
+
+    assert load(local_out) == load(ray_out)
