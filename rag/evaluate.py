@@ -36,8 +36,11 @@ def mrr(hits: Sequence[bool], k: int | None = None) -> float:
 
 
 def ndcg_at_k(hits: Sequence[bool], k: int, n_relevant: int = 1) -> float:
+    """Binary nDCG@k. Several retrieved chunks may cover one gold passage, so the ideal ranking has
+    at least as many relevant items as were retrieved (keeps the score within 0..1)."""
     dcg = sum(1.0 / math.log2(i + 2) for i, h in enumerate(hits[:k]) if h)
-    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(max(n_relevant, 1), k)))
+    n_rel = max(n_relevant, sum(bool(h) for h in hits[:k]), 1)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(n_rel, k)))
     return dcg / ideal if ideal else 0.0
 
 
@@ -47,7 +50,7 @@ def average_precision_at_k(hits: Sequence[bool], k: int, n_relevant: int = 1) ->
         if h:
             found += 1
             score += found / (i + 1)
-    denom = min(max(n_relevant, 1), k)
+    denom = min(max(n_relevant, found, 1), k)
     return score / denom if denom else 0.0
 
 

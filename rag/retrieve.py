@@ -57,6 +57,26 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float]
     return sorted(scores.items(), key=lambda x: -x[1])
 
 
+def convex_fusion(dense: dict[int, float], lexical: dict[int, float], alpha: float) -> list[tuple[int, float]]:
+    """alpha * dense + (1 - alpha) * BM25, each min-max normalised over the query's candidates.
+
+    Keeps dense's order where BM25 has nothing to say, while an exact lexical match lifts a passage;
+    on PolicyQA and ObliQA this beat RRF, which lets weak BM25 tails push good dense hits out of the
+    top k.
+    """
+
+    def norm(x: dict[int, float]) -> dict[int, float]:
+        if not x:
+            return {}
+        lo, hi = min(x.values()), max(x.values())
+        return {k: (v - lo) / (hi - lo) if hi > lo else 1.0 for k, v in x.items()}
+
+    dn, bn = norm(dense), norm(lexical)
+    ids = list(dict.fromkeys([*dense, *lexical]))
+    scores = {i: alpha * dn.get(i, 0.0) + (1 - alpha) * bn.get(i, 0.0) for i in ids}
+    return sorted(scores.items(), key=lambda x: -x[1])
+
+
 def dedupe(passages: Sequence[Passage]) -> list[Passage]:
     """Drop a passage whose span overlaps a better-ranked one of the same document by over half."""
     kept: list[Passage] = []
@@ -140,9 +160,11 @@ class Retriever:
         for idxs in groups.values():
             allowed = self.store.ids_matching(per_query[idxs[0]])
             dense_rank: list[list[int]] = [[] for _ in idxs]
+            dense_scores: list[dict[int, float]] = [{} for _ in idxs]
             if mode in ("dense", "hybrid"):
-                _, ids = self.store.search(qvecs[idxs], n_cand, allowed)
+                dsc, ids = self.store.search(qvecs[idxs], n_cand, allowed)
                 dense_rank = [[int(x) for x in row if x >= 0] for row in ids]
+                dense_scores = [{int(x): float(v) for x, v in zip(row, srow, strict=True) if x >= 0} for row, srow in zip(ids, dsc, strict=True)]
             for row, qi in enumerate(idxs):
                 bm_rank: list[int] = []
                 bm_scores: dict[int, float] = {}
@@ -156,9 +178,13 @@ class Retriever:
                     fused = [(i, bm_scores[i]) for i in bm_rank]
                 else:
                     # an exact reference ("M-24-10", "Sec. 4.6", "14110") found in the index is
-                    # something embeddings blur and BM25 gets right: let BM25 lead then
-                    w = 2.0 if self._has_known_identifier(clean[qi]) else 1.0
-                    fused = rrf([dense_rank[row], bm_rank], s.rrf_k, [1.0, w])
+                    # something embeddings blur and BM25 gets right: let BM25 count more then
+                    ident = self._has_known_identifier(clean[qi])
+                    if s.fusion == "rrf":
+                        fused = rrf([dense_rank[row], bm_rank], s.rrf_k, [1.0, 2.0 if ident else 1.0])
+                    else:
+                        alpha = min(s.fusion_alpha, 0.5) if ident else s.fusion_alpha
+                        fused = convex_fusion(dense_scores[row], bm_scores, alpha)
                 results[qi] = self._passages(fused, qvecs[qi], bm_scores, dense_rank[row], bm_rank, mode)
         out = []
         for q, hits in zip(clean, results, strict=True):
@@ -197,7 +223,7 @@ class Retriever:
             if fid in bm:
                 scores["bm25"] = bm[fid]
             if mode == "hybrid":
-                scores["rrf"] = fscore
+                scores["fused"] = fscore
                 scores["dense_rank"] = float(drank.get(fid, 0))
                 scores["bm25_rank"] = float(brank.get(fid, 0))
             main = float(c) if mode == "dense" else fscore

@@ -28,6 +28,9 @@ def test_rank_metrics_hand_computed():
     # AP@10 with 2 relevant: (1/2 + 2/4) / 2
     assert average_precision_at_k(hits, 10, 2) == pytest.approx(0.5)
     assert average_precision_at_k([True, True], 10, 4) == pytest.approx(0.5)  # half the gold items found
+    # more retrieved hits than gold items (several chunks of one passage) stay within 0..1
+    assert ndcg_at_k([True, True, True], 10, 1) == pytest.approx(1.0)
+    assert average_precision_at_k([True, False, True], 10, 1) == pytest.approx((1 + 2 / 3) / 2)
     m = retrieval_metrics([([True], 1), ([False, False], 1)], ks=(1, 5))
     assert m["recall@1"] == 0.5 and m["mrr"] == 0.5 and m["questions"] == 2
 

@@ -52,7 +52,7 @@ def test_every_hit_has_dense_similarity_and_ranks(exact_term_index, embedder):
     hits = r.search(["Chief AI Officer"], 5, mode="hybrid")[0]
     assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
     assert all("dense" in h.scores and -1 <= h.scores["dense"] <= 1 for h in hits)
-    assert all("rrf" in h.scores for h in hits)
+    assert all("fused" in h.scores for h in hits)
     only = r.search(["Chief AI Officer"], 5, {"source": ["m-25-21"]}, mode="bm25")[0]
     assert [h.chunk.source for h in only] == ["m-25-21.md"]
     assert r.search(["zzzqqq unknownword"], 5, mode="bm25") == [[]]
@@ -63,6 +63,15 @@ def test_lexical_tokens_keep_identifiers():
     for t in ("4.6", "14110", "m-24-10", "u.s", "24", "10"):
         assert t in toks
     assert "the" not in toks and "shall" not in toks
+
+
+def test_convex_fusion_pure():
+    from rag.retrieve import convex_fusion
+
+    fused = convex_fusion({1: 0.9, 2: 0.8, 3: 0.1}, {3: 12.0, 4: 2.0}, alpha=0.8)
+    assert [i for i, _ in fused][:2] == [1, 2] and fused[0][1] == pytest.approx(0.8)
+    assert dict(fused)[3] == pytest.approx(0.2) and dict(fused)[4] == pytest.approx(0.0)
+    assert [i for i, _ in convex_fusion({1: 0.5, 2: 0.4}, {2: 3.0}, alpha=0.3)] == [2, 1]
 
 
 def test_rrf_and_dedupe_pure():
