@@ -118,8 +118,7 @@ class Retriever:
             return False
         new = IndexStore.open(self.store.index_dir, self.settings.embedding_model, self.settings.chunk_config())
         new.set_search_params(self.settings.hnsw_ef_search, self.settings.ivf_nprobe)
-        old, self.store = self.store, new
-        old.close()
+        self.store = new  # the old generation closes when its last reader lets go of it
         return True
 
     # -- public API ------------------------------------------------------------------------

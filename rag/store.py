@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -203,6 +204,30 @@ class DocumentInfo:
     n_chunks: int
 
 
+class _Rows(list):  # type: ignore[type-arg]
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+
+class _LockedDB:
+    """One read-only SQLite connection shared by threads: each query runs to completion under a lock."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> _Rows:
+        with self._lock:
+            return _Rows(self._conn.execute(sql, args).fetchall())
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
 class IndexStore:
     """A read-only view of one generation. Cheap to reopen; `refresh()` follows CURRENT."""
 
@@ -221,9 +246,7 @@ class IndexStore:
             raise IndexCorruptError(
                 f"cannot open index at {gen}: {e}; run `rag index build --full`"
             ) from None
-        self.db = sqlite3.connect(
-            f"file:{gen / SQLITE}?mode=ro&immutable=1", uri=True, check_same_thread=False
-        )
+        self.db = _LockedDB(sqlite3.connect(f"file:{gen / SQLITE}?mode=ro&immutable=1", uri=True, check_same_thread=False))
         self._apply_search_params()
 
     @classmethod
@@ -409,11 +432,17 @@ class IndexStore:
         ]
 
     def iter_chunks(self, batch: int = 1000) -> Iterator[Chunk]:
-        cur = self.db.execute(
-            f"SELECT {_CHUNK_COLS} FROM chunks c JOIN documents d ON d.source = c.source ORDER BY c.source, c.ordinal"
-        )
-        while rows := cur.fetchmany(batch):
+        last_src, last_ord = "", -1
+        while True:  # keyset pages, so no query holds the shared connection for long
+            rows = self.db.execute(
+                f"SELECT {_CHUNK_COLS} FROM chunks c JOIN documents d ON d.source = c.source "
+                "WHERE (c.source, c.ordinal) > (?, ?) ORDER BY c.source, c.ordinal LIMIT ?",
+                (last_src, last_ord, batch),
+            )
+            if not rows:
+                return
             yield from (_row_to_chunk(r) for r in rows)
+            last_src, last_ord = rows[-1][3], rows[-1][4]
 
     def check(self) -> list[str]:
         """Consistency problems (empty list = consistent): FAISS ids == SQLite rows == manifest."""
