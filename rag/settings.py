@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=1000)
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     candidates: int = Field(30, ge=1, le=5000)  # per retriever, before fusion
-    fusion: Literal["convex", "rrf"] = "convex"  # how hybrid merges dense and BM25 (see benchmarks/RESULTS.md)
+    fusion: Literal["rrf", "convex"] = "rrf"  # how hybrid merges dense and BM25 (see benchmarks/RESULTS.md)
     fusion_alpha: float = Field(0.8, ge=0, le=1)  # convex: weight of the dense score (BM25 gets 1 - alpha)
     rrf_k: int = Field(60, ge=1)
     reranker: str | None = None  # a sentence-transformers CrossEncoder (HF id or folder); off by default
