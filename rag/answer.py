@@ -190,6 +190,29 @@ def attribute(answer_text: str, passages: Sequence[Passage], embedder: Any, thre
     return out, quotes
 
 
+def drop_off_topic(sents: list[AnswerSentence], question: str, evidence: Evidence, embedder: Any, ratio: float = 0.7) -> tuple[list[AnswerSentence], int]:
+    """Mark as unsupported the sentences that do not address the question.
+
+    A small model may copy a true sentence from an irrelevant passage: supported, but no answer.
+    A sentence counts as on topic when its similarity to the question reaches `ratio` times that of
+    the passages' best-matching sentence.
+    """
+    if not sents:
+        return sents, 0
+    qvec = embedder.encode([question])[0]
+    best = max((float(np.max(v @ qvec)) for v in evidence.vectors if len(v)), default=0.0)
+    floor = ratio * best
+    rel = embedder.encode([s.text for s in sents]) @ qvec
+    out, n = [], 0
+    for s, r in zip(sents, rel, strict=True):
+        if s.supported and float(r) < floor:
+            out.append(AnswerSentence(text=s.text, citations=(), support=s.support, supported=False, added=False))
+            n += 1
+        else:
+            out.append(s)
+    return out, n
+
+
 # ---------------------------------------------------------------------------------------------
 # Extractive answers
 
@@ -408,6 +431,9 @@ class Answerer:
         record["model_output"] = result.text
         t2 = time.perf_counter()
         sents, quotes = attribute(result.text, st.prompt_passages, self.embedder, cfg.support_threshold, st.evidence)
+        sents, off_topic = drop_off_topic(sents, st.question, st.evidence, self.embedder)
+        if off_topic:
+            record["off_topic_sentences"] = off_topic
         timings["attribute_s"] = timings.get("attribute_s", 0.0) + time.perf_counter() - t2
         model_refused = is_refusal(result.text)
         q, passages = st.question, st.passages

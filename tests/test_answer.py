@@ -176,3 +176,13 @@ def test_streaming_callback(answerer_for):
     answerer_for("Operators must hold a remote pilot certificate [1].", answer_mode="generative").ask(
         "What certificate must drone operators hold?", on_token=pieces.append)
     assert "".join(pieces).strip().startswith("Operators must hold")
+
+
+def test_true_but_off_topic_sentence_is_not_an_answer(answerer_for):
+    """Seen in the browser test: the small model copied a supported sentence from an irrelevant passage."""
+    q = "What certificate must drone operators hold?"
+    off = "The National Quantum Readiness Plan sets out how agencies migrate to post-quantum cryptography [1]."
+    a = answerer_for(off, answer_mode="auto").ask(q)
+    assert a.produced_by == "extractive" and "remote pilot certificate" in a.text
+    assert a.record["off_topic_sentences"] == 1
+    assert answerer_for(off, answer_mode="generative").ask(q).refused
