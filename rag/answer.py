@@ -273,7 +273,7 @@ class _Pending:
 
 @dataclass
 class AnswerConfig:
-    mode: str = "auto"
+    mode: str = "extractive"
     k: int = 5
     refusal_threshold: float = 0.45  # best dense similarity of the question to any passage
     unknown_term_similarity: float = 0.70  # with a question word unknown to the corpus, refuse below this

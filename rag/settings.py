@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     expand_neighbours: int = Field(0, ge=0, le=3)  # adjacent chunks attached to each hit for context
 
     # answering
-    answer_mode: Literal["generative", "extractive", "auto"] = "auto"
+    answer_mode: Literal["generative", "extractive", "auto"] = "extractive"  # auto loses to it with SmolLM2-135M (RESULTS.md)
     llm_model: str = "smollm2"  # "smollm2" (shipped GGUF), an HF id, a local folder or a .gguf file
     llm_device: str = "auto"
     llm_dtype: str = "auto"  # auto | float32 | bfloat16 | float16
