@@ -318,6 +318,21 @@ def error_record(item: BatchItem, error: str) -> dict[str, Any]:
     return rec
 
 
+def start_run(items: Sequence[BatchItem], writer: ResultWriter, summary: BatchSummary) -> list[BatchItem]:
+    """Fix the output columns, record bad rows, skip ids already done; returns the items to answer."""
+    writer.set_input_columns([k for it in items for k in it.extra])
+    todo: list[BatchItem] = []
+    for it in items:
+        if it.id in writer.done:
+            summary.skipped_done += 1
+        elif it.error:
+            summary.bad_rows += 1
+            writer.append(error_record(it, it.error))
+        else:
+            todo.append(it)
+    return todo
+
+
 def run_batch(
     answerer: Any,
     items: Sequence[BatchItem],
@@ -333,16 +348,7 @@ def run_batch(
     """Answer `items` (skipping ids the writer already holds), appending each result as it is done."""
     summary = BatchSummary()
     t0 = time.perf_counter()
-    writer.set_input_columns([k for it in items for k in it.extra])
-    todo: list[BatchItem] = []
-    for it in items:
-        if it.id in writer.done:
-            summary.skipped_done += 1
-        elif it.error:
-            summary.bad_rows += 1
-            writer.append(error_record(it, it.error))
-        else:
-            todo.append(it)
+    todo = start_run(items, writer, summary)
     done = 0
     for start in range(0, len(todo), max(1, batch_size)):
         part = todo[start : start + batch_size]

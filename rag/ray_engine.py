@@ -219,20 +219,11 @@ def run_batch_ray(items: Sequence[Any], writer: Any, settings: Any, *, batch_siz
     """`rag batch --engine ray`: same records and resume rules as the local engine."""
     import time
 
-    from .batch import BatchSummary, error_record
+    from .batch import BatchSummary, start_run
 
     summary = BatchSummary()
     t0 = time.perf_counter()
-    writer.set_input_columns([k_ for it in items for k_ in it.extra])
-    todo = []
-    for it in items:
-        if it.id in writer.done:
-            summary.skipped_done += 1
-        elif it.error:
-            summary.bad_rows += 1
-            writer.append(error_record(it, it.error))
-        else:
-            todo.append(it)
+    todo = start_run(items, writer, summary)
     for done, rec in enumerate(answer_items(todo, settings, mode=mode, k=k, model=model, filters=filters, batch_size=batch_size, workers=workers), 1):
         if rec.get("error"):
             summary.failed += 1
