@@ -128,6 +128,28 @@ def evidence_sentences(text: str) -> list[str]:
 # Attribution
 
 
+def prefetch_evidence(passage_lists: Sequence[Sequence[Passage]], embedder: Any, cache: dict[str, tuple[list[str], np.ndarray]]) -> None:
+    """Split and embed the sentences of every passage not yet in `cache`, in one encode call.
+
+    Batch runs answer many questions whose passages overlap; embedding each passage once, together,
+    is what makes them faster than a loop of single questions.
+    """
+    todo: dict[str, list[str]] = {}
+    for passages in passage_lists:
+        for p in passages:
+            cid = p.chunk.chunk_id
+            if cid not in cache and cid not in todo:
+                todo[cid] = [s for s in evidence_sentences(p.chunk.text) if len(s) > 1]
+    flat = [s for sents in todo.values() for s in sents]
+    if not todo:
+        return
+    vecs = embedder.encode(flat) if flat else np.zeros((0, 1), np.float32)
+    i = 0
+    for cid, sents in todo.items():
+        cache[cid] = (sents, vecs[i : i + len(sents)])
+        i += len(sents)
+
+
 @dataclass
 class Evidence:
     """Sentence-level view of the passages, embedded once per answer."""
@@ -136,18 +158,15 @@ class Evidence:
     embedder: Any
     sentences: list[list[str]] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
+    cache: dict[str, tuple[list[str], np.ndarray]] | None = None  # chunk_id -> sentences, vectors
 
     def __post_init__(self) -> None:
-        flat: list[str] = []
+        cache = self.cache if self.cache is not None else {}
+        prefetch_evidence([self.passages], self.embedder, cache)
         for p in self.passages:
-            sents = [s for s in evidence_sentences(p.chunk.text) if len(s) > 1]
+            sents, vecs = cache[p.chunk.chunk_id]
             self.sentences.append(sents)
-            flat.extend(sents)
-        vecs = self.embedder.encode(flat) if flat else np.zeros((0, 1), np.float32)
-        i = 0
-        for sents in self.sentences:
-            self.vectors.append(vecs[i : i + len(sents)])
-            i += len(sents)
+            self.vectors.append(vecs)
 
     def support(self, sentence: str, vec: np.ndarray, n: int) -> tuple[float, str]:
         """(support of the sentence by passage n (1-based), the passage sentence that supports it best)."""
@@ -372,11 +391,13 @@ class Answerer:
         hits = self.retriever.search(qs, cfg.k, [f or None for f in per_filter], mode=retrieval_mode)
         t_ret = (time.perf_counter() - t0) / max(1, len(qs))
         out: list[Answer | Exception | _Pending] = []
+        ev_cache: dict[str, Any] = {}
+        prefetch_evidence(hits, self.embedder, ev_cache)
         for q, f, h in zip(qs, per_filter, hits, strict=True):
             try:
                 if not q:
                     raise ConfigError("the question is empty")
-                out.append(self._prepare(q, q, cfg, h, t_ret, f, retrieval_mode, model))
+                out.append(self._prepare(q, q, cfg, h, t_ret, f, retrieval_mode, model, ev_cache))
             except Exception as e:  # recorded per question
                 out.append(e)
         pending = [i for i, x in enumerate(out) if isinstance(x, _Pending)]
@@ -397,7 +418,7 @@ class Answerer:
         return out  # type: ignore[return-value]
 
     def _prepare(self, question: str, query: str, cfg: AnswerConfig, passages: Sequence[Passage], t_retrieve: float,
-                 filters: Any, retrieval_mode: str | None, model: str | None) -> Answer | _Pending:
+                 filters: Any, retrieval_mode: str | None, model: str | None, evidence_cache: dict[str, Any] | None = None) -> Answer | _Pending:
         """Everything before generation; returns a final Answer when no LLM is needed."""
         timings: dict[str, Any] = {"retrieve_s": t_retrieve}
         record = self._record(question, query, cfg, filters, retrieval_mode)
@@ -410,7 +431,7 @@ class Answerer:
             return self._refusal(question, cfg, passages, timings, record, f"the documents never mention: {', '.join(unknown)}")
 
         t1 = time.perf_counter()
-        ev = Evidence(passages, self.embedder)
+        ev = Evidence(passages, self.embedder, cache=evidence_cache)
         ext_sents, ext_quotes, ext_best = extractive(question, passages, self.embedder, cfg.extractive_sentences, ev)
         record["evidence"]["best_sentence"] = round(ext_best, 4)
         timings["attribute_s"] = time.perf_counter() - t1
