@@ -84,7 +84,7 @@ def build_app(service: RagService) -> gr.Blocks:
                 with gr.Row():
                     k = gr.Slider(1, 20, value=s.top_k, step=1, label="passages (k)")
                     rmode = gr.Radio(["hybrid", "dense", "bm25"], value=s.retrieval_mode, label="retrieval")
-                    amode = gr.Radio(["auto", "extractive", "generative"], value=s.answer_mode, label="answer mode")
+                    amode = gr.Radio(["auto", "extractive", "generative"], value=s.answer_mode, label="answer mode", elem_id="answer-mode")
                 with gr.Row():
                     doc_filter = gr.Dropdown(choices=doc_choices(), multiselect=True, label="only these documents", elem_id="doc-filter")
                     model = gr.Textbox(value=s.llm_model, label="LLM (HF id, folder or .gguf)")
