@@ -373,11 +373,11 @@ def build_index(
 
 def _doc_fields(doc: Document) -> dict[str, Any]:
     return {"source": doc.source, "doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "source_url": doc.source_url,
-            "file_type": doc.file_type, "pages": doc.page_count, "has_pages": int(doc.has_pages)}
+            "file_type": doc.file_type, "pages": doc.page_count, "has_pages": int(doc.has_pages), "sha256": doc.sha256}
 
 
 def _doc_row(fields: dict[str, Any], fs: FileState, n_chunks: int) -> dict[str, Any]:
-    return {**fields, "sha256": file_sha256(fs.path), "size": fs.size, "mtime_ns": fs.mtime_ns, "n_chunks": n_chunks}
+    return {**fields, "size": fs.size, "mtime_ns": fs.mtime_ns, "n_chunks": n_chunks}  # sha256: of the loaded bytes
 
 
 def _process(states: list[tuple[str, FileState]], corpus: Path, metadata: dict[str, dict[str, str]], limits: Limits, cfg: ChunkConfig,

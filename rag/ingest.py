@@ -303,7 +303,7 @@ def _strip_running_lines(pages: list[list[str]]) -> list[list[str]]:
 # Format loaders: (path bytes) -> fields for Document
 
 
-def _check_size(data: bytes, rel: str, limits: Limits) -> None:
+def _check_not_empty(data: bytes, rel: str) -> None:
     if not data.strip():
         raise IngestError(rel, "empty file", "empty")
 
@@ -747,7 +747,7 @@ def load_document(
             data = path.read_bytes()
         except OSError as e:
             raise IngestError(rel, f"cannot read file ({e.strerror or e})", "error") from None
-    _check_size(data, rel, limits)
+    _check_not_empty(data, rel)
     try:
         fields = _LOADERS[kind](data, rel, limits)
     except IngestError:
@@ -767,6 +767,7 @@ def load_document(
     title = fields.pop("title") or (headings[0].title if headings else "") or Path(rel).stem
     date = fields.pop("date", None)
     name_date = _date_from_name(Path(rel).name)
+    sha = hashlib.sha256(data).hexdigest()
     meta = meta or {}
     if meta.get("title"):
         title = meta["title"]
@@ -775,7 +776,8 @@ def load_document(
     if meta.get("source_url"):
         fields["source_url"] = meta["source_url"]
     return Document(
-        doc_id=hashlib.sha256(data).hexdigest()[:16],
+        doc_id=sha[:16],
+        sha256=sha,
         source=rel,
         title=re.sub(r"\s+", " ", title)[:300],
         text=text,

@@ -80,7 +80,7 @@ def _load_and_chunk(row: dict[str, Any]) -> dict[str, Any]:
         return {"source": row["source"], "error": json.dumps([e.path, e.reason, e.kind]), "doc": "", "chunks": ""}
     chunks = chunk_document(doc, _token_spans(row["model"]), cfg)
     d = {"source": doc.source, "doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "source_url": doc.source_url,
-         "file_type": doc.file_type, "pages": doc.page_count, "has_pages": int(doc.has_pages)}
+         "file_type": doc.file_type, "pages": doc.page_count, "has_pages": int(doc.has_pages), "sha256": doc.sha256}
     return {"source": row["source"], "error": "", "doc": json.dumps(d), "chunks": json.dumps([asdict(c) for c in chunks])}
 
 

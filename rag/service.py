@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, IngestError, RagError
+from .errors import ConfigError, IngestError
 from .indexer import BuildReporter, BuildResult, build_index, plan_changes
 from .ingest import SUPPORTED_EXTENSIONS, Limits, discover, load_document
 from .settings import Settings
@@ -180,4 +180,3 @@ class CallbackReporter:
         self.cb(0.97, text)
 
 
-__all__ = ["RagService", "sanitize_filename", "check_upload_content", "index_needs_build", "CallbackReporter", "RagError"]

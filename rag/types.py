@@ -42,6 +42,7 @@ class Document:
     source_url: str | None = None
     file_type: str = "txt"
     has_pages: bool = True  # False for formats without real pages (md, html, docx)
+    sha256: str = ""  # of the bytes that were loaded (the manifest's change check)
 
     @property
     def page_count(self) -> int:
