@@ -39,13 +39,45 @@ class ChunkConfig:
     min_section_tokens: int = 24  # a section smaller than this is merged into the next
 
 
+MAX_TOKEN_CHARS = 24  # longer token spans are counted as several tokens (bounds a chunk's length)
+PIECE_CHARS = 16_384  # tokenizers slow down on one huge string; tokenize in pieces cut at whitespace
+
+
+def _pieces(text: str) -> list[tuple[int, int]]:
+    """Spans of `text` of about PIECE_CHARS, cut at whitespace (token-preserving) where there is any."""
+    out = []
+    a, n = 0, len(text)
+    while a < n:
+        b = min(n, a + PIECE_CHARS)
+        if b < n:
+            ws = max(text.rfind(" ", a + PIECE_CHARS // 2, b), text.rfind("\n", a + PIECE_CHARS // 2, b))
+            if ws > a:
+                b = ws
+        out.append((a, b))
+        a = b
+    return out
+
+
 class _Counter:
     """Counts tokens of any span of one text from a single tokenizer pass."""
 
     def __init__(self, text: str, tokenize: TokenSpans) -> None:
-        spans = list(tokenize(text))
-        self.starts = [s for s, _ in spans]
-        self.ends = [e for _, e in spans]
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        pieces = _pieces(text)
+        many = getattr(tokenize, "many", None)
+        all_spans = many([text[a:b] for a, b in pieces]) if many else [tokenize(text[a:b]) for a, b in pieces]
+        for (pa, _), spans in zip(pieces, all_spans, strict=True):
+            for s, e in spans:
+                s, e = s + pa, e + pa
+                # a giant "word" is one [UNK] to the embedder but must not become one giant chunk:
+                # count it as a token per MAX_TOKEN_CHARS characters
+                while e - s > MAX_TOKEN_CHARS:
+                    self.starts.append(s)
+                    self.ends.append(s + MAX_TOKEN_CHARS)
+                    s += MAX_TOKEN_CHARS
+                self.starts.append(s)
+                self.ends.append(e)
 
     def count(self, a: int, b: int) -> int:
         lo = bisect.bisect_left(self.starts, a)
@@ -170,7 +202,7 @@ def chunk_document(
         else:
             merged.append((carry, len(text), segments[-1][2] if segments else ""))
 
-    chunks: list[Chunk] = []
+    spans: list[tuple[int, int, str, str]] = []  # (a, b, section path, header)
     headers: dict[str, tuple[str, int]] = {}
     for seg_a, seg_b, path in merged:
         if path not in headers:
@@ -187,7 +219,7 @@ def chunk_document(
             while j + 1 < len(units) and counter.count(start, units[j + 1][1]) <= budget:
                 j += 1
             a, b = units[i][0], units[j][1]
-            chunks.append(_make_chunk(doc, len(chunks), a, b, path, head, tokenize))
+            spans.append((a, b, path, head))
             if j + 1 >= len(units):
                 break
             # overlap: trailing units of this chunk, within the overlap budget, that leave room
@@ -199,15 +231,55 @@ def chunk_document(
             ):
                 k -= 1
             i = k if k <= j else j + 1
-    return chunks
+    return _make_chunks(doc, spans, tokenize, cfg.max_seq_length - cfg.special_tokens)
 
 
-def _make_chunk(
-    doc: Document, ordinal: int, a: int, b: int, section: str, head: str, tokenize: TokenSpans
-) -> Chunk:
+def _embed_text(text: str, a: int, b: int, head: str) -> str:
+    return f"{head}\n{text[a:b]}" if head else text[a:b]
+
+
+def _make_chunks(doc: Document, spans: list[tuple[int, int, str, str]], tokenize: TokenSpans, limit: int) -> list[Chunk]:
+    """Chunks with exact token counts (one batched tokenizer call); a span that still exceeds the
+    model's limit (tokenizers re-split cut words differently) is halved until it fits."""
+    many = getattr(tokenize, "many", None)
+    out: list[Chunk] = []
+    todo = spans
+    while todo:
+        texts = [_embed_text(doc.text, a, b, head) for a, b, _, head in todo]
+        counts = [len(x) for x in (many(texts) if many else [tokenize(t) for t in texts])]
+        nxt: list[tuple[int, int, str, str]] = []
+        final: list[tuple[int, int, str, str, int] | None] = []
+        for (a, b, path, head), n in zip(todo, counts, strict=True):
+            if n <= limit or b - a < 2:
+                final.append((a, b, path, head, n))
+                continue
+            mid = (a + b) // 2
+            ws = doc.text.rfind(" ", a + (b - a) // 4, mid)
+            mid = ws if ws > a else mid
+            l_a, l_b = _strip_span(doc.text, a, mid)
+            r_a, r_b = _strip_span(doc.text, mid, b)
+            nxt += [(l_a, l_b, path, head), (r_a, r_b, path, head)]
+            final.append(None)
+        if not nxt:
+            break
+        # re-run with the split spans in place, keeping document order
+        merged: list[tuple[int, int, str, str]] = []
+        it = iter(nxt)
+        for f, sp in zip(final, todo, strict=True):
+            merged += [next(it), next(it)] if f is None else [sp]
+        todo = merged
+    else:
+        final = []
+    for f in final:
+        assert f is not None
+        a, b, path, head, n = f
+        out.append(_make_chunk(doc, len(out), a, b, path, head, n))
+    return out
+
+
+def _make_chunk(doc: Document, ordinal: int, a: int, b: int, section: str, head: str, n_tokens: int) -> Chunk:
     body = doc.text[a:b]
-    embed_text = f"{head}\n{body}" if head else body
-    n_tokens = len(tokenize(embed_text))  # exact: what the embedder will see
+    embed_text = _embed_text(doc.text, a, b, head)
     text_hash = content_hash(embed_text, length=32)
     return Chunk(
         chunk_id=content_hash(doc.doc_id, str(a), str(b), text_hash, length=20),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,22 @@ def resolve_device(device: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+class TokenizerSpans:
+    """text -> token character spans (special tokens excluded); `many` tokenizes a batch at once."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tok = tokenizer
+
+    def __call__(self, text: str) -> Sequence[tuple[int, int]]:
+        return self.many([text])[0]
+
+    def many(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        if not texts:
+            return []
+        enc = self.tok(list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        return [[tuple(o) for o in offs] for offs in enc["offset_mapping"]]
 
 
 class Embedder:
@@ -81,21 +98,9 @@ class Embedder:
         )
         self._lock = threading.Lock()
 
-    def token_spans(self) -> Callable[[str], Sequence[tuple[int, int]]]:
+    def token_spans(self) -> TokenizerSpans:
         """Token character spans of a text in this model's tokenizer (for chunk sizing)."""
-        tok = self.model.tokenizer
-
-        def spans(text: str) -> Sequence[tuple[int, int]]:
-            enc = tok(
-                text,
-                add_special_tokens=False,
-                return_offsets_mapping=True,
-                truncation=False,
-                verbose=False,
-            )
-            return [tuple(o) for o in enc["offset_mapping"]]
-
-        return spans
+        return TokenizerSpans(self.model.tokenizer)
 
     def count_tokens(self, text: str) -> int:
         return len(

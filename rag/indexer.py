@@ -25,7 +25,7 @@ from .ingest import (
     discover,
     file_sha256,
     load_corpus_metadata,
-    load_document,
+    load_safely,
     relative_source,
 )
 from .settings import Settings
@@ -119,7 +119,9 @@ class BuildResult:
 
 
 def limits_from(settings: Settings) -> Limits:
-    return Limits(max_bytes=int(settings.max_file_mb * 1024 * 1024), max_pages=settings.max_pages)
+    return Limits(max_bytes=int(settings.max_file_mb * 1024 * 1024), max_pages=settings.max_pages,
+                  timeout_s=settings.load_timeout_s, max_memory_mb=settings.max_load_memory_mb,
+                  isolate=settings.isolate_loaders)
 
 
 @dataclass(frozen=True)
@@ -392,7 +394,7 @@ def _process(states: list[tuple[str, FileState]], corpus: Path, metadata: dict[s
     if engine == "local":
         for kind, fs in states:
             try:
-                doc = load_document(fs.path, corpus, limits, meta=metadata.get(fs.source))
+                doc = load_safely(fs.path, corpus, limits, meta=metadata.get(fs.source))
             except IngestError as e:
                 yield kind, fs, None, [], e
                 continue

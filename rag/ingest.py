@@ -6,10 +6,21 @@ file, report it, and go on. Formats are checked by content (magic bytes), not on
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import dataclasses
 import hashlib
 import io
+import json
 import os
 import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -43,6 +54,9 @@ class Limits:
     max_bytes: int = 100 * 1024 * 1024
     max_pages: int = 5000
     max_unzipped_bytes: int = 200 * 1024 * 1024
+    timeout_s: float = 120.0  # per file, enforced by the isolated loader (0 = none)
+    max_memory_mb: int = 4096  # address space of the loader process (0 = no cap)
+    isolate: bool = True  # load in a child process: a parser crash or hang costs one file
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +81,11 @@ def discover(
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
             if path.is_symlink():
-                target = path.resolve()
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError):  # dangling or a loop
+                    skipped.append(IngestError(rel, "broken symlink (dangling or a loop); not followed", "unsupported"))
+                    continue
                 if not target.is_relative_to(root):
                     skipped.append(
                         IngestError(
@@ -317,7 +335,8 @@ def _load_pdf(data: bytes, rel: str, limits: Limits) -> dict[str, Any]:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as e:
         msg = str(e)
-        if "password" in msg.lower():
+        # pdfium's last-error code can be stale (left by the previous file), so look for /Encrypt too
+        if "password" in msg.lower() and re.search(rb"/Encrypt\b", data[-65536:] + data[:65536]):
             raise IngestError(rel, "encrypted PDF (password required)", "encrypted") from None
         raise IngestError(rel, f"corrupt PDF ({msg})", "corrupt") from None
     try:
@@ -392,6 +411,11 @@ def _find_title(text: str, title: str, lo: int, hi: int) -> int | None:
 
 
 def _decode(data: bytes, rel: str) -> str:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with a byte-order mark (Windows Notepad)
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise IngestError(rel, f"not valid UTF-16 ({e.reason} at offset {e.start})", "encoding") from None
     if b"\x00" in data[:8192]:
         raise IngestError(rel, "binary content (NUL bytes) in a text file", "encoding")
     try:
@@ -433,12 +457,13 @@ _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 def _md_inline(text: str) -> str:
     """Markdown/HTML inline markup to plain text (links keep their text)."""
+    # every repetition is bounded: unbounded ones backtrack quadratically on hostile input ("[[[[...")
     text = re.sub(r"<br\s*/?>", "\n", text, flags=re.I)
-    text = re.sub(r"<[^>\n]+>", "", text)
-    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
-    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
+    text = re.sub(r"<[^>\n]{1,500}>", "", text)
+    text = re.sub(r"!\[([^\]\n]{0,500})\]\([^)\n]{0,1000}\)", r"\1", text)
+    text = re.sub(r"\[([^\]\n]{1,500})\]\([^)\n]{0,1000}\)", r"\1", text)
+    text = re.sub(r"(\*\*|__)(.{1,500}?)\1", r"\2", text)
+    text = re.sub(r"(?<![\w*])\*(?!\s)(.{1,500}?)(?<!\s)\*(?![\w*])", r"\1", text)
     text = re.sub(r"`([^`]+)`", r"\1", text)
     import html
 
@@ -794,6 +819,193 @@ def iter_documents(
     """Documents one at a time (streaming: only one file's text is held)."""
     for p in paths:
         try:
-            yield load_document(p, root, limits)
+            yield load_safely(p, root, limits)
         except IngestError as e:
             yield e
+
+
+# ---------------------------------------------------------------------------------------------
+# Isolation: parsers are C libraries (pdfium, libxml2) fed hostile bytes
+
+
+def document_to_json(doc: Document) -> dict[str, Any]:
+    d = dataclasses.asdict(doc)
+    d["headings"] = [[h.char_start, h.level, h.title] for h in doc.headings]
+    return d
+
+
+def document_from_json(d: dict[str, Any]) -> Document:
+    d = dict(d)
+    d["headings"] = tuple(Heading(int(a), int(b), str(c)) for a, b, c in d["headings"])
+    d["page_starts"] = tuple(int(x) for x in d["page_starts"])
+    return Document(**d)
+
+
+def _frame(obj: Any) -> bytes:
+    body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    return struct.pack(">Q", len(body)) + body
+
+
+class IsolatedLoader:
+    """Loads files in a long-lived child process under a per-file timeout and an address-space cap.
+
+    A PDF that sends pdfium into a loop, a nested structure that overflows a C stack, or a bomb that
+    eats memory costs that one file (an IngestError) and a restarted child, never the build or the
+    server. Results come back as JSON, not pickle: a child compromised by a hostile file cannot
+    run code in the parent through the channel.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self.proc is None or self.proc.poll() is not None:
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rag.ingest", "--worker", json.dumps(dataclasses.asdict(self.limits))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                cwd=os.getcwd(), start_new_session=True,
+            )
+        return self.proc
+
+    def _kill(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            with contextlib.suppress(Exception):
+                self.proc.wait(timeout=10)
+            for f in (self.proc.stdin, self.proc.stdout):
+                with contextlib.suppress(Exception):
+                    f.close()  # type: ignore[union-attr]
+            self.proc = None
+
+    def close(self) -> None:
+        self._kill()
+
+    def __enter__(self) -> IsolatedLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read_exact(self, fd: int, n: int, deadline: float | None) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                raise TimeoutError
+            part = os.read(fd, min(n - len(buf), 1 << 20))
+            if not part:
+                raise EOFError
+            buf += part
+        return bytes(buf)
+
+    def load(self, path: Path, root: Path, meta: dict[str, str] | None = None, read_from: Path | None = None) -> Document:
+        """Load `path` (named relative to `root`); `read_from` holds its bytes when they are elsewhere (an upload)."""
+        rel = relative_source(path, root)
+        with self._lock:
+            proc = self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            deadline = time.monotonic() + self.limits.timeout_s if self.limits.timeout_s > 0 else None
+            try:
+                proc.stdin.write(_frame({"path": str(path), "root": str(root), "meta": meta,
+                                         "read_from": str(read_from) if read_from else None}))
+                proc.stdin.flush()
+                fd = proc.stdout.fileno()
+                (n,) = struct.unpack(">Q", self._read_exact(fd, 8, deadline))
+                reply = json.loads(self._read_exact(fd, n, deadline))
+            except TimeoutError:
+                self._kill()
+                raise IngestError(
+                    rel, f"loading took longer than {self.limits.timeout_s:g} s (load_timeout_s); skipped", "timeout"
+                ) from None
+            except (EOFError, BrokenPipeError, OSError, ValueError):
+                code = proc.poll()
+                if code is None:
+                    with contextlib.suppress(Exception):
+                        code = proc.wait(timeout=5)
+                self._kill()
+                why = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+                if self.limits.max_memory_mb > 0:
+                    why += f"; out of memory under the {self.limits.max_memory_mb} MB cap (max_load_memory_mb)?"
+                raise IngestError(rel, f"the parser crashed on this file ({why}); skipped", "corrupt") from None
+        if "error" in reply:
+            e = reply["error"]
+            raise IngestError(e["path"], e["reason"], e["kind"])
+        return document_from_json(reply["document"])
+
+
+def _worker_main(limits_json: str) -> None:
+    """Child side of IsolatedLoader: frames in on stdin, frames out on stdout, until stdin closes."""
+    limits = Limits(**json.loads(limits_json))
+    with contextlib.suppress(Exception):  # warm the parsers before the cap
+        import bs4  # noqa: F401
+        import docx  # noqa: F401
+        import pypdfium2  # noqa: F401
+    if limits.max_memory_mb > 0:
+        import resource
+
+        cap = limits.max_memory_mb * 1024 * 1024
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    sys.setrecursionlimit(5000)
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a chatty library must not corrupt the channel
+    while True:
+        head = inp.read(8)
+        if len(head) < 8:
+            return
+        (n,) = struct.unpack(">Q", head)
+        req = json.loads(inp.read(n))
+        try:
+            data = None
+            if req.get("read_from"):
+                src = Path(req["read_from"])
+                if src.stat().st_size > limits.max_bytes:
+                    raise IngestError(relative_source(Path(req["path"]), Path(req["root"])),
+                                      f"file is over the limit of {limits.max_bytes / 1e6:.0f} MB (max_file_mb)", "too_large")
+                data = src.read_bytes()
+            doc = load_document(Path(req["path"]), Path(req["root"]), limits, data=data, meta=req.get("meta"))
+            reply: dict[str, Any] = {"document": document_to_json(doc)}
+        except IngestError as e:
+            reply = {"error": {"path": e.path, "reason": e.reason, "kind": e.kind}}
+        except MemoryError:
+            reply = {"error": {"path": relative_source(Path(req["path"]), Path(req["root"])),
+                               "reason": f"file needs more than {limits.max_memory_mb} MB to load (max_load_memory_mb)",
+                               "kind": "too_large"}}
+        try:
+            out.write(_frame(reply))
+            out.flush()
+        except MemoryError:
+            os._exit(3)
+
+
+_LOADERS_BY_LIMITS: dict[Limits, IsolatedLoader] = {}
+_LOADERS_LOCK = threading.Lock()
+
+
+def load_safely(path: Path, root: Path, limits: Limits | None = None, meta: dict[str, str] | None = None,
+                read_from: Path | None = None) -> Document:
+    """load_document under the limits' isolation: in a child process when `limits.isolate`."""
+    limits = limits or Limits()
+    if not limits.isolate:
+        data = Path(read_from).read_bytes() if read_from else None
+        return load_document(path, root, limits, data=data, meta=meta)
+    with _LOADERS_LOCK:
+        loader = _LOADERS_BY_LIMITS.get(limits)
+        if loader is None:
+            loader = _LOADERS_BY_LIMITS[limits] = IsolatedLoader(limits)
+    return loader.load(path, root, meta, read_from)
+
+
+@atexit.register
+def _close_loaders() -> None:
+    for loader in list(_LOADERS_BY_LIMITS.values()):
+        loader.close()
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    _worker_main(sys.argv[2])

@@ -70,12 +70,12 @@ def _gpus_per_actor() -> float:
 def _load_and_chunk(row: dict[str, Any]) -> dict[str, Any]:
     """Ray task: one file -> its document row and chunks (as JSON), or the error."""
     from .chunk import ChunkConfig, chunk_document
-    from .ingest import Limits, load_document
+    from .ingest import Limits, load_safely
 
     cfg = ChunkConfig(**json.loads(row["cfg"]))
     limits = Limits(**json.loads(row["limits"]))
     try:
-        doc = load_document(Path(row["path"]), Path(row["corpus"]), limits, meta=json.loads(row["meta"]) or None)
+        doc = load_safely(Path(row["path"]), Path(row["corpus"]), limits, meta=json.loads(row["meta"]) or None)
     except IngestError as e:
         return {"source": row["source"], "error": json.dumps([e.path, e.reason, e.kind]), "doc": "", "chunks": ""}
     chunks = chunk_document(doc, _token_spans(row["model"]), cfg)
@@ -92,15 +92,9 @@ def _token_spans(model: str) -> Any:
     if model not in _SPANS:
         from transformers import AutoTokenizer
 
-        from .embed import resolve_embedding_model
+        from .embed import TokenizerSpans, resolve_embedding_model
 
-        tok = AutoTokenizer.from_pretrained(resolve_embedding_model(model))
-
-        def spans(text: str) -> list[tuple[int, int]]:
-            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
-            return [tuple(o) for o in enc["offset_mapping"]]
-
-        _SPANS[model] = spans
+        _SPANS[model] = TokenizerSpans(AutoTokenizer.from_pretrained(resolve_embedding_model(model)))
     return _SPANS[model]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, IngestError
-from .indexer import BuildReporter, BuildResult, build_index, plan_changes
-from .ingest import SUPPORTED_EXTENSIONS, Limits, discover, load_document
+from .indexer import BuildReporter, BuildResult, build_index, limits_from, plan_changes
+from .ingest import SUPPORTED_EXTENSIONS, discover, load_safely
 from .settings import Settings
 
 _SAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -53,7 +54,7 @@ def check_upload_content(path: Path, name: str, max_bytes: int) -> None:
         raise ConfigError(f"upload '{name}': not a PDF (content does not start with %PDF)")
     if kind == "docx" and not head.startswith(b"PK"):
         raise ConfigError(f"upload '{name}': not a DOCX (content is not a zip container)")
-    if kind in ("txt", "md", "html"):
+    if kind in ("txt", "md", "html") and head[:2] not in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 BOM: the loader decodes
         if b"\x00" in head:
             raise ConfigError(f"upload '{name}': binary content in a text file")
         try:
@@ -115,10 +116,10 @@ class RagService:
                         i = 2
                         while (target := target.with_name(f"{stem}-{i}{ext}")).exists():
                             i += 1
-                    data = Path(tmp).read_bytes()
-                    load_document(target, corpus, Limits(max_bytes=max_bytes, max_pages=self.settings.max_pages), data=data)
+                    # parsed in the isolated loader: a hostile upload costs a child process, not the server
+                    load_safely(target, corpus, limits_from(self.settings), read_from=Path(tmp))
                     part = target.with_name(f".{target.name}.part")
-                    part.write_bytes(data)
+                    shutil.copyfile(tmp, part)
                     os.replace(part, target)
                     saved.append(target.relative_to(corpus).as_posix())
                 except (ConfigError, IngestError) as e:

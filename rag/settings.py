@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # ingestion limits: bound time and memory per file
     max_file_mb: float = Field(100.0, gt=0)
     max_pages: int = Field(5000, ge=1)
+    load_timeout_s: float = Field(120.0, ge=0)  # per file; 0 = no limit
+    max_load_memory_mb: int = Field(4096, ge=0)  # address space of the loader process; 0 = no cap
+    isolate_loaders: bool = True  # parse files in a child process (a parser crash or hang costs one file)
 
     # retrieval
     top_k: int = Field(5, ge=1, le=1000)

@@ -141,3 +141,134 @@ def write_fixture_corpus(root: Path) -> Path:
          ("Operator Rules", ["Operators must hold a remote pilot certificate and keep spray logs for three years."])],
     )
     return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile files: bombs, loops and lies, built at test time
+
+
+def pdf_from_objects(objs: list[bytes]) -> bytes:
+    """A PDF from raw object bodies (object 1 is the catalog), with a correct xref table."""
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+_FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+
+
+def _page(parent: int, content: int, font: int, extra: bytes = b"") -> bytes:
+    return (f"<< /Type /Page /Parent {parent} 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 {font} 0 R >> >>"
+            f" /Contents {content} 0 R ".encode() + extra + b">>")
+
+
+def _stream(data: bytes, flate: bool = False) -> bytes:
+    if flate:
+        return f"<< /Length {len(data)} /Filter /FlateDecode >>\nstream\n".encode() + data + b"\nendstream"
+    return f"<< /Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream"
+
+
+_TEXT = b"BT /F1 11 Tf 56 770 Td (Hostile file with some real text on its page.) Tj ET"
+
+
+def pdf_page_tree_bomb(depth: int = 9, fanout: int = 10) -> bytes:
+    """Every Pages node lists the next one `fanout` times: 10^9 pages claimed from a few hundred bytes."""
+    # 1 catalog, 2..depth+1 Pages nodes, depth+2 page, depth+3 content, depth+4 font
+    page, content, font = depth + 2, depth + 3, depth + 4
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    for level in range(depth):
+        me, kid = 2 + level, (3 + level if level + 1 < depth else page)
+        kids = " ".join([f"{kid} 0 R"] * fanout)
+        parent = f" /Parent {me - 1} 0 R" if level else ""
+        objs.append(f"<< /Type /Pages /Kids [{kids}] /Count {fanout ** (depth - level)}{parent} >>".encode())
+    objs += [_page(depth + 1, content, font), _stream(_TEXT), _FONT]
+    return pdf_from_objects(objs)
+
+
+def pdf_kids_loop() -> bytes:
+    """A page tree whose node lists itself as its own kid."""
+    return pdf_from_objects([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
+                             _page(2, 4, 5), _stream(_TEXT), _FONT])
+
+
+def pdf_deep_nesting(depth: int = 200_000) -> bytes:
+    """A page dictionary holding arrays nested `depth` deep (a C-stack overflow for naive parsers)."""
+    nest = b"/Deep " + b"[" * depth + b"]" * depth + b" "
+    return pdf_from_objects([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                             _page(2, 4, 5, nest), _stream(_TEXT), _FONT])
+
+
+def pdf_reference_chain(n: int = 50_000) -> bytes:
+    """/Contents reached through a chain of n indirect references."""
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            _page(2, 5, 4), _FONT]
+    for i in range(n):
+        objs.append(f"{6 + i} 0 R".encode())
+    objs.append(_stream(_TEXT))
+    return pdf_from_objects(objs)
+
+
+def pdf_flate_bomb(megabytes: int = 400) -> bytes:
+    """A content stream of a few hundred KB that inflates to `megabytes` MB of text operators."""
+    comp = zlib.compressobj(9)
+    block = b"BT /F1 11 Tf 56 770 Td (bomb) Tj ET\n" * (1 << 15)
+    parts = [comp.compress(_TEXT + b"\n")]
+    for _ in range(max(1, (megabytes << 20) // len(block))):
+        parts.append(comp.compress(block))
+    parts.append(comp.flush())
+    return pdf_from_objects([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                             _page(2, 4, 5), _stream(b"".join(parts), flate=True), _FONT])
+
+
+def docx_zip_bomb(megabytes: int = 400) -> bytes:
+    """A DOCX-shaped zip whose document.xml inflates to `megabytes` MB (honest headers)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
+        with z.open("word/document.xml", "w", force_zip64=True) as f:
+            block = b"<w:p><w:r><w:t>bomb</w:t></w:r></w:p>" * (1 << 15)
+            for _ in range((megabytes << 20) // len(block)):
+                f.write(block)
+    return buf.getvalue()
+
+
+def docx_lying_sizes(real_megabytes: int = 50) -> bytes:
+    """A zip bomb whose headers claim each member is tiny (only the CRC check can catch the lie)."""
+    import io
+    import struct
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", b"<w:p/>" * ((real_megabytes << 20) // 6))
+    data = bytearray(buf.getvalue())
+    # patch the uncompressed size in every local header (PK\3\4, offset 22) and central entry (PK\1\2, offset 24)
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        i = data.find(sig)
+        while i != -1:
+            struct.pack_into("<I", data, i + off, 1000)
+            i = data.find(sig, i + 4)
+    return bytes(data)
+
+
+def docx_many_entries(n: int = 20_000) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for i in range(n):
+            z.writestr(f"junk/{i}.xml", "<x/>")
+    return buf.getvalue()
