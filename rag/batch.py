@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .faults import checkpoint
 
 FORMATS = (".txt", ".csv", ".xlsx", ".jsonl")
 FLAT_COLUMNS = ["id", "question", "answer", "refused", "produced_by", "citations", "sources", "retrieve_s", "generate_s", "total_s", "error"]
@@ -252,16 +253,20 @@ class ResultWriter:
                 w = csv.DictWriter(f, fieldnames=self._csv_header, extrasaction="ignore")
                 if new:
                     w.writeheader()
+                checkpoint("batch.before_append")
                 w.writerow(row)
                 f.flush()
                 os.fsync(f.fileno())
+            checkpoint("batch.appended")
             return
         target = self.journal if self.journal is not None else self.output
         line = json.dumps(rec, ensure_ascii=False) + "\n"
+        checkpoint("batch.before_append")
         with open(target, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
+        checkpoint("batch.appended")
 
     def finish(self) -> None:
         """XLSX: write the workbook from the journal (atomically), then drop the journal."""
@@ -280,7 +285,9 @@ class ResultWriter:
             ws.append([_cell(r.get(c)) for c in cols])
         tmp = self.output.with_name(f".{self.output.name}.tmp")
         wb.save(tmp)
+        checkpoint("batch.xlsx_saved")
         os.replace(tmp, self.output)
+        checkpoint("batch.xlsx_replaced")
         self.journal.unlink()
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .chunk import ChunkConfig, chunk_document
 from .errors import IngestError, RagError
+from .faults import checkpoint
 from .ingest import (
     DEFAULT_IGNORE,
     Limits,
@@ -37,6 +38,7 @@ from .store import (
     current_generation,
     faiss_ids,
     new_faiss_index,
+    prune_generations,
     read_manifest,
 )
 from .types import Chunk, Document
@@ -196,6 +198,7 @@ def build_index(
         raise RagError(f"corpus folder {corpus} does not exist")
     result = BuildResult()
     with build_lock(index_dir):
+        checkpoint("build.locked")
         manifest = read_manifest(index_dir) if not full else None
         if manifest is not None:
             check_compatible(manifest, settings.embedding_model, settings.chunk_config(), index_dir)
@@ -210,6 +213,7 @@ def build_index(
             manifest is not None and manifest.get("faiss", {}).get("type") != settings.faiss_index
         )
         if not (add or update or removed or faiss_kind_changed) and manifest is not None:
+            prune_generations(index_dir)  # what a build killed after publishing left behind
             result.documents_total = len(manifest.get("documents", {}))
             result.chunks_total = manifest.get("counts", {}).get("chunks", 0)
             result.generation = current_generation(index_dir).name  # type: ignore[union-attr]
@@ -226,12 +230,14 @@ def build_index(
         tokenize = emb.token_spans()
         base = None if (full or manifest is None) else current_generation(index_dir)
         writer = GenerationWriter(index_dir, base)
+        checkpoint("build.writer_ready")
         try:
             old_ids = writer.delete_documents(removed)
             # the vectors of documents about to be replaced, keyed by text hash
             cache = writer.take_vectors_of([f.source for f in update])
             old_ids = np.concatenate([old_ids, writer.delete_documents([f.source for f in update])])
             result.removed = removed
+            checkpoint("build.deleted")
 
             import faiss
 
@@ -274,7 +280,9 @@ def build_index(
                 n_fresh = sum(1 for h in hashes if h in fresh)  # embedded by the Ray engine for this build
                 result.chunks_embedded += len(todo) + n_fresh
                 result.chunks_reused += len(pending) - len(todo) - n_fresh
+                checkpoint("build.embedded")
                 ids = writer.add_chunks(pending, vecs)
+                checkpoint("build.chunks_written")
                 if not rebuild:
                     if index is None:
                         index = new_faiss_index(
@@ -297,6 +305,7 @@ def build_index(
                     rep.file_skipped(e)
                     continue
                 writer.add_document(_doc_row(doc_fields, fs, len(chunks)))
+                checkpoint("build.document_loaded")
                 pending.extend(chunks)
                 (result.added if kind == "add" else result.updated).append(fs.source)
                 rep.file_done(fs.source, len(chunks))
@@ -307,6 +316,7 @@ def build_index(
             if rebuild:
                 rep.stage(f"building {settings.faiss_index} FAISS index")
                 index = _rebuild_faiss(writer, settings, emb.dimension)
+                checkpoint("build.faiss_rebuilt")
             elif index is None:
                 index = new_faiss_index(settings.faiss_index, emb.dimension, hnsw_m=settings.hnsw_m)
 

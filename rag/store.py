@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError, RagError
+from .faults import checkpoint
 from .types import Chunk
 
 FORMAT_VERSION = 2  # 2: BM25 index beside FAISS
@@ -516,6 +517,23 @@ def build_lock(index_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def prune_generations(index_dir: Path, previous: Path | None = None) -> None:
+    """Keep CURRENT's generation and the one before it (a reader that opened it keeps working);
+    remove older ones, generations a killed build renamed but never published, and tmp-* folders.
+    Call under the build lock."""
+    current = current_generation(index_dir)
+    if current is None:
+        return
+    if previous is None:
+        older = sorted(p.name for p in index_dir.glob("gen-*") if p.name < current.name)
+        previous = index_dir / older[-1] if older else None
+    keep = {current.name} | ({previous.name} if previous is not None else set())
+    for old in sorted(index_dir.glob("gen-*")) + sorted(index_dir.glob("tmp-*")):
+        if old.name not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+            checkpoint("publish.old_generation_removed")
+
+
 class GenerationWriter:
     """Builds the next generation in a temp folder, then publishes it atomically."""
 
@@ -646,32 +664,44 @@ class GenerationWriter:
 
     # publish ------------------------------------------------------------------------------
 
-    def publish(self, index: Any, manifest: dict[str, Any], keep: int = 2) -> Path:
-        """Write FAISS + manifest, fsync, rename into place and swap CURRENT atomically."""
+    def publish(self, index: Any, manifest: dict[str, Any]) -> Path:
+        """Write FAISS + manifest, fsync, rename into place and swap CURRENT atomically.
+
+        A kill at any line leaves CURRENT naming a complete generation: the old one up to the
+        os.replace, the new one after it. Leftovers (tmp-*, an unpublished gen-*) are removed by
+        the next build.
+        """
         import faiss
 
         self.db.commit()
+        checkpoint("publish.sqlite_committed")
         self._write_bm25()
+        checkpoint("publish.bm25_written")
         self.db.close()
         faiss.write_index(index, str(self.tmp / FAISS_FILE))
+        checkpoint("publish.faiss_written")
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=False))
+        checkpoint("publish.manifest_written")
         for name in (SQLITE, FAISS_FILE, MANIFEST, BM25_IDS):
             _fsync_file(self.tmp / name)
         for f in (self.tmp / BM25_DIR).iterdir():
             _fsync_file(f)
         _fsync_dir(self.tmp)
+        checkpoint("publish.fsynced")
+        previous = current_generation(self.index_dir)
         gens = sorted(p.name for p in self.index_dir.glob("gen-*"))
         n = (int(gens[-1].split("-")[1]) + 1) if gens else 1
         final = self.index_dir / f"gen-{n:06d}"
         os.rename(self.tmp, final)
+        checkpoint("publish.generation_renamed")
         cur_tmp = self.index_dir / f"{CURRENT}.tmp"
         cur_tmp.write_text(final.name + "\n")
         _fsync_file(cur_tmp)
+        checkpoint("publish.current_tmp_written")
         os.replace(cur_tmp, self.index_dir / CURRENT)
         _fsync_dir(self.index_dir)
-        # keep the newest `keep` generations: a reader that opened the previous one keeps working
-        for old in sorted(self.index_dir.glob("gen-*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        checkpoint("publish.current_swapped")
+        prune_generations(self.index_dir, previous)
         return final
 
     def _write_bm25(self) -> None:
