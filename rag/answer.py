@@ -361,9 +361,11 @@ class Answerer:
         cfg = self.config(mode=mode, k=k)
         t0 = time.perf_counter()
         query = condense_query(history, question)
+        store = self.retriever.store  # one generation for the whole answer, whatever a build publishes meanwhile
         if passages is None:
-            passages = self.retriever.search([query], cfg.k, filters or None, mode=retrieval_mode)[0]
-        state = self._prepare(question, query, cfg, passages, time.perf_counter() - t0, filters, retrieval_mode, model)
+            passages = self.retriever.search([query], cfg.k, filters or None, mode=retrieval_mode, store=store)[0]
+        state = self._prepare(question, query, cfg, passages, time.perf_counter() - t0, filters, retrieval_mode, model,
+                              store=store)
         if isinstance(state, Answer):
             return state
         result = self.generator(model).generate(state.messages, cfg.max_new_tokens, on_token=on_token)
@@ -388,7 +390,8 @@ class Answerer:
         qs = [" ".join(q.split()) for q in questions]
         per_filter = list(filters) if isinstance(filters, list) else [filters] * len(qs)
         t0 = time.perf_counter()
-        hits = self.retriever.search(qs, cfg.k, [f or None for f in per_filter], mode=retrieval_mode)
+        store = self.retriever.store
+        hits = self.retriever.search(qs, cfg.k, [f or None for f in per_filter], mode=retrieval_mode, store=store)
         t_ret = (time.perf_counter() - t0) / max(1, len(qs))
         out: list[Answer | Exception | _Pending] = []
         ev_cache: dict[str, Any] = {}
@@ -397,7 +400,7 @@ class Answerer:
             try:
                 if not q:
                     raise ConfigError("the question is empty")
-                out.append(self._prepare(q, q, cfg, h, t_ret, f, retrieval_mode, model, ev_cache))
+                out.append(self._prepare(q, q, cfg, h, t_ret, f, retrieval_mode, model, ev_cache, store=store))
             except Exception as e:  # recorded per question
                 out.append(e)
         pending = [i for i, x in enumerate(out) if isinstance(x, _Pending)]
@@ -418,12 +421,14 @@ class Answerer:
         return out  # type: ignore[return-value]
 
     def _prepare(self, question: str, query: str, cfg: AnswerConfig, passages: Sequence[Passage], t_retrieve: float,
-                 filters: Any, retrieval_mode: str | None, model: str | None, evidence_cache: dict[str, Any] | None = None) -> Answer | _Pending:
+                 filters: Any, retrieval_mode: str | None, model: str | None, evidence_cache: dict[str, Any] | None = None,
+                 store: Any = None) -> Answer | _Pending:
         """Everything before generation; returns a final Answer when no LLM is needed."""
+        store = store or self.retriever.store
         timings: dict[str, Any] = {"retrieve_s": t_retrieve}
-        record = self._record(question, query, cfg, filters, retrieval_mode)
+        record = self._record(question, query, cfg, filters, retrieval_mode, store)
         best_sim = max((p.scores.get("dense", p.score) for p in passages), default=0.0)
-        unknown = unknown_terms(question, self.retriever.store.bm25[0].vocab_dict)
+        unknown = unknown_terms(question, store.bm25[0].vocab_dict)
         record["evidence"] = {"best_similarity": round(best_sim, 4), "unknown_terms": unknown}
         if not passages or best_sim < cfg.refusal_threshold:
             return self._refusal(question, cfg, passages, timings, record, "no passage is similar enough to the question")
@@ -477,9 +482,9 @@ class Answerer:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _record(self, question: str, query: str, cfg: AnswerConfig, filters: Any, retrieval_mode: str | None) -> dict[str, Any]:
+    def _record(self, question: str, query: str, cfg: AnswerConfig, filters: Any, retrieval_mode: str | None,
+                store: Any) -> dict[str, Any]:
         s = self.settings
-        store = self.retriever.store
         return {
             "retrieval_query": query,
             "filters": filters or {},
@@ -504,12 +509,12 @@ class Answerer:
         model = record["settings"]["llm_model"] if produced_by == "generative" else None
         return Answer(question=question, text=render(sents), refused=False, mode=cfg.mode, produced_by=produced_by,
                       citations=citations, passages=tuple(passages), sentences=tuple(sents), model=model,
-                      index_id=self.retriever.store.index_id, note=note, timings=timings, record=record)
+                      index_id=record["index"]["index_id"], note=note, timings=timings, record=record)
 
     def _refusal(self, question: str, cfg: AnswerConfig, passages: Sequence[Passage], timings: dict[str, Any],
                  record: dict[str, Any], why: str) -> Answer:
         record["refusal_reason"] = why
         timings["total_s"] = sum(v for k, v in timings.items() if k.endswith("_s") and k not in ("first_token_s", "total_s"))
         return Answer(question=question, text=REFUSAL_TEXT, refused=True, mode=cfg.mode, produced_by="refusal",
-                      citations=(), passages=tuple(passages), model=None, index_id=self.retriever.store.index_id,
+                      citations=(), passages=tuple(passages), model=None, index_id=record["index"]["index_id"],
                       note=why, timings=timings, record=record)

@@ -531,16 +531,14 @@ def serve(
     """Serve the chat UI: builds the index first if it is missing or stale, loads the models once."""
     from ui.app import launch
 
-    from .service import RagService
+    from .service import RagService, exposure_warning
 
     s = _settings(corpus=corpus, index=index, ui_host=host, ui_port=port)
     auth = (s.ui_username, s.ui_password) if s.ui_username and s.ui_password else None
     if (s.ui_username is None) != (s.ui_password is None):
         raise ConfigError("set both ui_username and ui_password (RAG_UI_USERNAME / RAG_UI_PASSWORD), or neither")
-    if s.ui_host not in ("127.0.0.1", "localhost", "::1") and auth is None:
-        _err_console().print(
-            f"[bold red]WARNING:[/] serving on {s.ui_host} without a password: anyone who can reach this port can ask "
-            "questions and add or remove documents. Set RAG_UI_USERNAME and RAG_UI_PASSWORD.", markup=True)
+    if warning := exposure_warning(s.ui_host, auth is not None, share):
+        _err_console().print(f"[bold red]WARNING:[/] {warning}", markup=True, highlight=False)
     with RichReporter() as rep:
         service = RagService.start(s, reporter=rep)
     _err_console().print(f"serving on http://{s.ui_host}:{s.ui_port} ({len(service.documents())} documents)")

@@ -8,6 +8,7 @@ when BM25 found it: the refusal threshold is calibrated on that one comparable n
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -95,6 +96,9 @@ def dedupe(passages: Sequence[Passage]) -> list[Passage]:
     return kept
 
 
+_REFRESH_LOCK = threading.Lock()
+
+
 @dataclass
 class Retriever:
     store: IndexStore
@@ -106,6 +110,7 @@ class Retriever:
     def open(cls, settings: Settings, embedder: Any | None = None) -> Retriever:
         store = IndexStore.open(Path(settings.index), settings.embedding_model, settings.chunk_config())
         store.set_search_params(settings.hnsw_ef_search, settings.ivf_nprobe)
+        _ = store.bm25  # now, while this generation's files surely exist
         if embedder is None:
             from .embed import get_embedder
 
@@ -113,12 +118,20 @@ class Retriever:
         return cls(store, embedder, settings)
 
     def refresh(self) -> bool:
-        """Follow a newer generation if a build published one. True if it switched."""
+        """Follow a newer generation if a build published one. True if it switched.
+
+        Readers that took `self.store` before the switch finish on their generation (its files
+        stay open, and builds keep the previous generation on disk).
+        """
         if not self.store.is_stale():
             return False
-        new = IndexStore.open(self.store.index_dir, self.settings.embedding_model, self.settings.chunk_config())
-        new.set_search_params(self.settings.hnsw_ef_search, self.settings.ivf_nprobe)
-        self.store = new  # the old generation closes when its last reader lets go of it
+        with _REFRESH_LOCK:
+            if not self.store.is_stale():
+                return False
+            new = IndexStore.open(self.store.index_dir, self.settings.embedding_model, self.settings.chunk_config())
+            new.set_search_params(self.settings.hnsw_ef_search, self.settings.ivf_nprobe)
+            _ = new.bm25  # loaded before anyone reads it: a later build may delete this generation's files
+            self.store = new  # the old generation closes when its last reader lets go of it
         return True
 
     # -- public API ------------------------------------------------------------------------
@@ -136,9 +149,15 @@ class Retriever:
         rerank: bool | None = None,
         dedupe_hits: bool | None = None,
         expand: int | None = None,
+        store: IndexStore | None = None,
     ) -> list[list[Passage]]:
-        """Top-k passages for each query. One batched encode; FAISS and BM25 per filter group."""
+        """Top-k passages for each query. One batched encode; FAISS and BM25 per filter group.
+
+        Every read goes to one generation (`store`, default the current one), even if a build
+        publishes a new one meanwhile: no passage mixes two generations' rows.
+        """
         s = self.settings
+        store = store or self.store
         k = k or s.top_k
         mode = mode or s.retrieval_mode
         if mode not in MODES:
@@ -157,18 +176,18 @@ class Retriever:
         for i, f in enumerate(per_query):
             groups.setdefault(repr(sorted((f or {}).items())), []).append(i)
         for idxs in groups.values():
-            allowed = self.store.ids_matching(per_query[idxs[0]])
+            allowed = store.ids_matching(per_query[idxs[0]])
             dense_rank: list[list[int]] = [[] for _ in idxs]
             dense_scores: list[dict[int, float]] = [{} for _ in idxs]
             if mode in ("dense", "hybrid"):
-                dsc, ids = self.store.search(qvecs[idxs], n_cand, allowed)
+                dsc, ids = store.search(qvecs[idxs], n_cand, allowed)
                 dense_rank = [[int(x) for x in row if x >= 0] for row in ids]
                 dense_scores = [{int(x): float(v) for x, v in zip(row, srow, strict=True) if x >= 0} for row, srow in zip(ids, dsc, strict=True)]
             for row, qi in enumerate(idxs):
                 bm_rank: list[int] = []
                 bm_scores: dict[int, float] = {}
                 if mode in ("bm25", "hybrid"):
-                    sc, ids = self.store.bm25_search(clean[qi], n_cand, allowed)
+                    sc, ids = store.bm25_search(clean[qi], n_cand, allowed)
                     bm_rank = [int(x) for x in ids]
                     bm_scores = {int(i): float(v) for i, v in zip(ids, sc, strict=True)}
                 if mode == "dense":
@@ -178,13 +197,13 @@ class Retriever:
                 else:
                     # an exact reference ("M-24-10", "Sec. 4.6", "14110") found in the index is
                     # something embeddings blur and BM25 gets right: let BM25 count more then
-                    ident = self._has_known_identifier(clean[qi])
+                    ident = self._has_known_identifier(store, clean[qi])
                     if s.fusion == "rrf":
                         fused = rrf([dense_rank[row], bm_rank], s.rrf_k, [1.0, 2.0 if ident else 1.0])
                     else:
                         alpha = min(s.fusion_alpha, 0.5) if ident else s.fusion_alpha
                         fused = convex_fusion(dense_scores[row], bm_scores, alpha)
-                results[qi] = self._passages(fused, qvecs[qi], bm_scores, dense_rank[row], bm_rank, mode)
+                results[qi] = self._passages(store, fused, qvecs[qi], bm_scores, dense_rank[row], bm_rank, mode)
         out = []
         for q, hits in zip(clean, results, strict=True):
             if rerank and hits:
@@ -193,24 +212,24 @@ class Retriever:
                 hits = dedupe(hits)
             hits = [replace(p, rank=i + 1) for i, p in enumerate(hits[:k])]
             if expand:
-                hits = [replace(p, neighbours=tuple(c for c in self.store.neighbours(p.chunk, expand, expand) if c.chunk_id != p.chunk.chunk_id)) for p in hits]
+                hits = [replace(p, neighbours=tuple(c for c in store.neighbours(p.chunk, expand, expand) if c.chunk_id != p.chunk.chunk_id)) for p in hits]
             out.append(hits)
         return out
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _has_known_identifier(self, query: str) -> bool:
+    def _has_known_identifier(self, store: IndexStore, query: str) -> bool:
         from .lexical import identifiers
 
-        vocab = self.store.bm25[0].vocab_dict
+        vocab = store.bm25[0].vocab_dict
         return any(t in vocab for t in identifiers(query))
 
-    def _passages(self, fused: list[tuple[int, float]], qvec: np.ndarray, bm: dict[int, float], dense_rank: list[int], bm_rank: list[int], mode: str) -> list[Passage]:
+    def _passages(self, store: IndexStore, fused: list[tuple[int, float]], qvec: np.ndarray, bm: dict[int, float], dense_rank: list[int], bm_rank: list[int], mode: str) -> list[Passage]:
         if not fused:
             return []
         ids = [i for i, _ in fused]
-        chunks = self.store.chunks(ids)
-        cos = self.store.vectors(np.array(ids, dtype=np.int64)) @ qvec
+        chunks = store.chunks(ids)
+        cos = store.vectors(np.array(ids, dtype=np.int64)) @ qvec
         drank = {i: r + 1 for r, i in enumerate(dense_rank)}
         brank = {i: r + 1 for r, i in enumerate(bm_rank)}
         out = []

@@ -64,6 +64,22 @@ def check_upload_content(path: Path, name: str, max_bytes: int) -> None:
                 raise ConfigError(f"upload '{name}': not UTF-8 text") from None
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def exposure_warning(host: str, has_auth: bool, share: bool = False) -> str | None:
+    """What to shout when the UI is reachable by others without a password (None when it is not)."""
+    if has_auth:
+        return None
+    if share:
+        return ("a public Gradio share link without a password: anyone with the link can ask questions and add or "
+                "remove documents. Set RAG_UI_USERNAME and RAG_UI_PASSWORD.")
+    if host not in LOOPBACK:
+        return (f"serving on {host} without a password: anyone who can reach this port can ask questions and add or "
+                "remove documents. Set RAG_UI_USERNAME and RAG_UI_PASSWORD, or bind 127.0.0.1.")
+    return None
+
+
 class RagService:
     def __init__(self, settings: Settings, embedder: Any = None, generator: Any = None) -> None:
         from .answer import Answerer

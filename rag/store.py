@@ -279,7 +279,7 @@ class IndexStore:
             import bm25s
 
             try:
-                model = bm25s.BM25.load(str(self.generation / BM25_DIR))
+                model = bm25s.BM25.load(str(self.generation / BM25_DIR), allow_pickle=False, show_progress=False)
                 ids = np.load(self.generation / BM25_IDS, allow_pickle=False)
             except Exception as e:
                 raise IndexCorruptError(f"cannot open BM25 index in {self.generation}: {e}; run `rag index build --full`") from None

@@ -174,3 +174,59 @@ def test_browser_chat_citations_and_upload(server, tmp_path):
         expect(page.locator("#sources .src.cited[data-source='uploads/lighthouse-memo.md']").first).to_be_visible(timeout=240_000)
         page.screenshot(path=str(ARTIFACTS / "ui-upload-answer.png"), full_page=True)
         browser.close()
+
+
+# -- the served UI's exposure ---------------------------------------------------------------------
+
+
+def test_served_ui_binds_loopback_only(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent; picks the outward interface
+            ip = s.getsockname()[0]
+        except OSError:
+            ip = "127.0.0.1"
+    if ip.startswith("127."):
+        pytest.skip("this machine has no non-loopback address to try")
+    with socket.socket() as s, pytest.raises(OSError):
+        s.settimeout(3)
+        s.connect((ip, port))
+
+
+@pytest.mark.parametrize("path", ["index/CURRENT", "corpus/reports/farm-guidance.docx", "../../../../etc/passwd",
+                                  "/etc/passwd", "rag.toml", "pyproject.toml"])
+def test_server_does_not_hand_out_files(server, path):
+    """Gradio's file route serves only its own temp uploads: not the index, corpus, config or system files."""
+    import urllib.error
+
+    url, corpus = server
+    base = corpus.parent
+    for target in (path, str(base / path)):
+        for route in ("/gradio_api/file=", "/file="):
+            try:
+                with urllib.request.urlopen(url + route + urllib.request.quote(target), timeout=10) as r:
+                    body = r.read()
+                assert r.status >= 400 or not body or b"<html" in body[:200].lower(), f"{route}{target} was served"
+            except urllib.error.HTTPError as e:
+                assert e.code in (403, 404, 405), f"{route}{target}: {e.code}"
+
+
+def test_exposure_warning():
+    from rag.service import exposure_warning
+    from rag.settings import Settings
+
+    assert Settings().ui_host == "127.0.0.1"
+    assert exposure_warning("127.0.0.1", False) is None and exposure_warning("localhost", False) is None
+    assert "without a password" in exposure_warning("0.0.0.0", False)
+    assert exposure_warning("0.0.0.0", True) is None
+    assert "share link" in exposure_warning("127.0.0.1", False, share=True)
+
+
+def test_cli_serve_warns_loudly_when_exposed(tmp_path):
+    """The warning is printed before anything loads (a bad index path stops the server right after)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_CONFIG": str(tmp_path / "none.toml"), "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "rag.cli", "serve", "--host", "0.0.0.0", "--corpus", str(tmp_path / "nothing"),
+                        "--index", str(tmp_path / "none")], env=env, capture_output=True, text=True, timeout=300)
+    assert "WARNING" in p.stderr and "without a password" in p.stderr

@@ -18,24 +18,36 @@ def esc(text: Any) -> str:
     return html.escape(str(text if text is not None else ""), quote=True)
 
 
+# HTML specials and Markdown syntax as character references: text from a document or a model is
+# shown as written and can never become a link, image, emphasis or tag in the chat's Markdown
+_MD_ESC = {ord(c): f"&#{ord(c)};" for c in "[]()\\`*_{}#+!|~>=:"} | {ord("<"): "&lt;", ord("&"): "&amp;", ord('"'): "&quot;", ord("'"): "&#39;"}
+
+
+def md_esc(text: Any) -> str:
+    return str(text if text is not None else "").translate(_MD_ESC)
+
+
 def answer_markdown(ans: Any) -> str:
     """The chat message for an answer: escaped text, [n] linked to the source entry, notes."""
     if ans.refused:
-        near = "".join(f"\n- {esc(p.chunk.label)}" for p in ans.passages[:3])
-        why = f" ({esc(ans.note)})" if ans.note else ""
+        near = "".join(f"\n- {md_esc(p.chunk.label)}" for p in ans.passages[:3])
+        why = f" ({md_esc(ans.note)})" if ans.note else ""
         return f"**The documents don't say.**{why}\n\nClosest passages:{near}"
-    body = esc(ans.text)
     valid = {c.n for c in ans.citations}
-    body = _MARK.sub(lambda m: f'<a href="#src-{m.group(1)}" class="cite">[{m.group(1)}]</a>' if int(m.group(1)) in valid else "", body)
+    parts = _MARK.split(ans.text)  # text, marker number, text, ...
+    body = "".join(
+        md_esc(x) if i % 2 == 0 else (f'<a href="#src-{x}" class="cite">[{x}]</a>' if int(x) in valid else "")
+        for i, x in enumerate(parts)
+    )
     if ans.produced_by == "extractive":
         body = "*Quoted from the documents:* " + body
     if ans.note:
-        body += f"\n\n<small>{esc(ans.note)}</small>"
+        body += f"\n\n<small>{md_esc(ans.note)}</small>"
     return body
 
 
 def draft_markdown(draft: str) -> str:
-    return f"<small>drafting…</small> {esc(draft)}"
+    return f"<small>drafting…</small> {md_esc(draft)}"
 
 
 def _highlight(text: str, quote: str) -> str:
