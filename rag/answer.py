@@ -26,7 +26,7 @@ import numpy as np
 from .chunk import split_sentences
 from .errors import ConfigError
 from .lexical import lexical_tokens, unknown_terms
-from .prompts import REFUSAL_SENTENCE, build_messages, condense_query
+from .prompts import REFUSAL_SENTENCE, build_messages, condense_query, neutralise_markers
 from .types import Answer, AnswerSentence, Citation, Passage
 
 ANSWER_MODES = ("generative", "extractive", "auto")
@@ -265,7 +265,9 @@ def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sent
             continue
         chosen.append(c)
     chosen.sort(key=lambda x: (x[1], passages[x[1] - 1].chunk.text.find(x[2])))
-    sents = [AnswerSentence(text=f"“{s.rstrip()}”", citations=(n,), support=sc, supported=True) for sc, n, s in chosen]
+    # the quote is shown verbatim except for bracketed numbers, which only our citations may use
+    sents = [AnswerSentence(text=f"“{neutralise_markers(s.rstrip())}”", citations=(n,), support=sc, supported=True)
+             for sc, n, s in chosen]
     quotes = {n: (s, sc) for sc, n, s in chosen}
     return sents, quotes, best
 

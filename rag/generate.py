@@ -201,7 +201,11 @@ class Generator:
         return results
 
     def prompt_text(self, messages: list[dict[str, str]]) -> str:
+        from .prompts import neutralise_special_tokens
+
         tok = self.tokenizer
+        specials = list(tok.all_special_tokens) + [t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if t.special]
+        messages = [{**m, "content": neutralise_special_tokens(m["content"], specials)} for m in messages]
         if getattr(tok, "chat_template", None):
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"

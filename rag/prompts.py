@@ -35,11 +35,26 @@ FORMAT_REMINDER = (
 _FAKE_MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;–-]\s*\d{1,3})*)\]")
 
 
+def neutralise_markers(text: str) -> str:
+    """A "[3]" written in a document must not read as our citation marker: it becomes "(3)"."""
+    return _FAKE_MARKER.sub(r"(\1)", text)
+
+
 def fence(text: str) -> str:
     """Make passage text safe inside the <source> fence."""
     text = text.replace("<", "‹").replace(">", "›")
-    text = _FAKE_MARKER.sub(r"(\1)", text)  # a "[3]" in a document must not read as our citation
+    text = neutralise_markers(text)
     return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def neutralise_special_tokens(text: str, specials: Sequence[str]) -> str:
+    """Break up any control-token string of the model's tokenizer ("<|im_start|>", "[INST]", "<s>")
+    in message text, so a document or a question can never open a fake system or assistant turn.
+    (fence() already turns < and > into ‹ ›; this covers tokenizers whose controls use other characters.)"""
+    for t in sorted((t for t in specials if len(t) >= 2), key=len, reverse=True):
+        if t in text:
+            text = text.replace(t, t[0] + " " + t[1:])
+    return text
 
 
 def relevant_sentences(text: str, question: str, max_chars: int = 700) -> str:
