@@ -941,6 +941,15 @@ class IsolatedLoader:
 def _worker_main(limits_json: str) -> None:
     """Child side of IsolatedLoader: frames in on stdin, frames out on stdout, until stdin closes."""
     limits = Limits(**json.loads(limits_json))
+    parent = os.getppid()
+
+    def watchdog() -> None:  # die with the parent, even mid-parse of a file that hangs (C calls release the GIL)
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watchdog, daemon=True).start()
     with contextlib.suppress(Exception):  # warm the parsers before the cap
         import bs4  # noqa: F401
         import docx  # noqa: F401
