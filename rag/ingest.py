@@ -57,6 +57,7 @@ class Limits:
     timeout_s: float = 120.0  # per file, enforced by the isolated loader (0 = none)
     max_memory_mb: int = 4096  # address space of the loader process (0 = no cap)
     isolate: bool = True  # load in a child process: a parser crash or hang costs one file
+    max_text_chars: int = 50_000_000  # extracted text (a 5000-page PDF holds ~15M): bounds chunking and memory after
 
 
 # ---------------------------------------------------------------------------------------------
@@ -786,6 +787,10 @@ def load_document(
             rel, f"cannot load {kind.upper()} ({type(e).__name__}: {e})", "corrupt"
         ) from None
     text = fields.pop("text")
+    if len(text) > limits.max_text_chars:
+        raise IngestError(
+            rel, f"{len(text) / 1e6:.0f} million characters of text, over the limit of {limits.max_text_chars / 1e6:.0f} million "
+            "(a decompression bomb?)", "too_large")
     if not text.strip():
         raise IngestError(rel, "no text found", "empty")
     headings = fields.pop("headings")

@@ -232,3 +232,11 @@ def test_build_goes_on_past_every_hostile_file(index_copy, embedder, tmp_path):
     texts = " ".join(c.text for c in store.iter_chunks())
     assert "launch code" not in texts  # the symlinked secret was not followed
     assert took < 300, f"build took {took:.0f} s"
+
+
+def test_extracted_text_is_capped(tmp_path: Path):
+    p = tmp_path / "long.md"
+    p.write_text("# Long\n\n" + "Words of a long report. " * 100)
+    with pytest.raises(IngestError) as ei:
+        load_safely(p, tmp_path, Limits(max_text_chars=1000))
+    assert ei.value.kind == "too_large" and "long.md" in str(ei.value)
