@@ -31,21 +31,11 @@ def make_pdf(pages: list[list[str]], title: str | None = None, compress: bool = 
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
         )
         objs.append(stream)
-    info_ref = ""
+    info = None
     if title:
         objs.append(f"<< /Title ({_pdf_escape(title)}) /CreationDate (D:20240102030405Z) >>".encode())
-        info_ref = f" /Info {len(objs)} 0 R"
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for i, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
-    for off in offsets:
-        out += f"{off:010d} 00000 n \n".encode()
-    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R{info_ref} >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+        info = len(objs)
+    return pdf_from_objects(objs, info=info, version=b"1.4")
 
 
 def make_encrypted_pdf(pages: list[list[str]], password: str = "secret") -> bytes:
@@ -147,9 +137,9 @@ def write_fixture_corpus(root: Path) -> Path:
 # Hostile files: bombs, loops and lies, built at test time
 
 
-def pdf_from_objects(objs: list[bytes]) -> bytes:
+def pdf_from_objects(objs: list[bytes], info: int | None = None, version: bytes = b"1.7") -> bytes:
     """A PDF from raw object bodies (object 1 is the catalog), with a correct xref table."""
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    out = bytearray(b"%PDF-" + version + b"\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for i, body in enumerate(objs, 1):
         offsets.append(len(out))
@@ -158,7 +148,8 @@ def pdf_from_objects(objs: list[bytes]) -> bytes:
     out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
     for off in offsets:
         out += f"{off:010d} 00000 n \n".encode()
-    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    info_ref = f" /Info {info} 0 R" if info else ""
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R{info_ref} >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
 
 

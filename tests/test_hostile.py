@@ -36,26 +36,13 @@ LIMITS = Limits(timeout_s=60, max_memory_mb=1536)
 GOOD_PDF = make_pdf([["A real page about wetland permits and river crossings."], ["Second page on culverts."]])
 
 
-def _aes_pdf() -> bytes:
+def _encrypted_pdf(user: str, owner: str, algorithm: str) -> bytes:
     from pypdf import PdfReader, PdfWriter
 
     w = PdfWriter()
     for p in PdfReader(io.BytesIO(GOOD_PDF)).pages:
         w.add_page(p)
-    w.encrypt(user_password="pw", owner_password="owner", algorithm="AES-256")
-    buf = io.BytesIO()
-    w.write(buf)
-    return buf.getvalue()
-
-
-def _owner_only_pdf() -> bytes:
-    """Permissions password only: anyone may open it, so it must load."""
-    from pypdf import PdfReader, PdfWriter
-
-    w = PdfWriter()
-    for p in PdfReader(io.BytesIO(GOOD_PDF)).pages:
-        w.add_page(p)
-    w.encrypt(user_password="", owner_password="owner-secret", algorithm="AES-128")
+    w.encrypt(user_password=user, owner_password=owner, algorithm=algorithm)
     buf = io.BytesIO()
     w.write(buf)
     return buf.getvalue()
@@ -76,8 +63,8 @@ CASES = [
     ("truncated-half.pdf", lambda: GOOD_PDF[: len(GOOD_PDF) // 2], {"corrupt", "no_text"}),
     ("truncated-no-xref.pdf", lambda: GOOD_PDF[: GOOD_PDF.rfind(b"xref")], None),  # pdfium rebuilds the xref
     ("encrypted-rc4.pdf", lambda: make_encrypted_pdf([["Secret budget."]]), {"encrypted"}),
-    ("encrypted-aes256.pdf", _aes_pdf, {"encrypted"}),
-    ("owner-password-only.pdf", _owner_only_pdf, None),
+    ("encrypted-aes256.pdf", lambda: _encrypted_pdf("pw", "owner", "AES-256"), {"encrypted"}),
+    ("owner-password-only.pdf", lambda: _encrypted_pdf("", "owner-secret", "AES-128"), None),  # anyone may open it
     ("page-tree-bomb.pdf", pdf_page_tree_bomb, {"corrupt", "too_large"}),
     ("kids-loop.pdf", pdf_kids_loop, {"corrupt", "no_text"}),
     ("deep-nesting.pdf", pdf_deep_nesting, None),
