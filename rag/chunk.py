@@ -239,42 +239,32 @@ def _embed_text(text: str, a: int, b: int, head: str) -> str:
 
 
 def _make_chunks(doc: Document, spans: list[tuple[int, int, str, str]], tokenize: TokenSpans, limit: int) -> list[Chunk]:
-    """Chunks with exact token counts (one batched tokenizer call); a span that still exceeds the
-    model's limit (tokenizers re-split cut words differently) is halved until it fits."""
+    """Chunks with exact token counts (batched tokenizer calls). A span that still exceeds the model's
+    limit (a cut word re-tokenises into more pieces than it had in place) is halved until it fits."""
     many = getattr(tokenize, "many", None)
-    out: list[Chunk] = []
-    todo = spans
-    while todo:
+
+    def count(todo: list[tuple[int, int, str, str]]) -> list[int]:
         texts = [_embed_text(doc.text, a, b, head) for a, b, _, head in todo]
-        counts = [len(x) for x in (many(texts) if many else [tokenize(t) for t in texts])]
-        nxt: list[tuple[int, int, str, str]] = []
-        final: list[tuple[int, int, str, str, int] | None] = []
-        for (a, b, path, head), n in zip(todo, counts, strict=True):
-            if n <= limit or b - a < 2:
-                final.append((a, b, path, head, n))
+        return [len(x) for x in (many(texts) if many else [tokenize(t) for t in texts])]
+
+    counted: list[tuple[tuple[int, int, str, str], int | None]] = list(zip(spans, count(spans), strict=True))
+    while any(n is None or (n > limit and sp[1] - sp[0] >= 2) for sp, n in counted):
+        nxt: list[tuple[tuple[int, int, str, str], int | None]] = []
+        for sp, n in counted:
+            a, b, path, head = sp
+            if n is not None and (n <= limit or b - a < 2):
+                nxt.append((sp, n))
                 continue
             mid = (a + b) // 2
             ws = doc.text.rfind(" ", a + (b - a) // 4, mid)
             mid = ws if ws > a else mid
-            l_a, l_b = _strip_span(doc.text, a, mid)
-            r_a, r_b = _strip_span(doc.text, mid, b)
-            nxt += [(l_a, l_b, path, head), (r_a, r_b, path, head)]
-            final.append(None)
-        if not nxt:
-            break
-        # re-run with the split spans in place, keeping document order
-        merged: list[tuple[int, int, str, str]] = []
-        it = iter(nxt)
-        for f, sp in zip(final, todo, strict=True):
-            merged += [next(it), next(it)] if f is None else [sp]
-        todo = merged
-    else:
-        final = []
-    for f in final:
-        assert f is not None
-        a, b, path, head, n = f
-        out.append(_make_chunk(doc, len(out), a, b, path, head, n))
-    return out
+            for x, y in (_strip_span(doc.text, a, mid), _strip_span(doc.text, mid, b)):
+                if y > x:
+                    nxt.append(((x, y, path, head), None))
+        todo = [sp for sp, n in nxt if n is None]
+        fresh = iter(count(todo))
+        counted = [(sp, next(fresh) if n is None else n) for sp, n in nxt]
+    return [_make_chunk(doc, i, a, b, path, head, int(n or 0)) for i, ((a, b, path, head), n) in enumerate(counted)]
 
 
 def _make_chunk(doc: Document, ordinal: int, a: int, b: int, section: str, head: str, n_tokens: int) -> Chunk:
