@@ -23,7 +23,6 @@ import threading
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -339,6 +338,7 @@ def _load_pdf(data: bytes, rel: str, limits: Limits) -> dict[str, Any]:
         # pdfium's last-error code can be stale (left by the previous file), so look for /Encrypt too
         if "password" in msg.lower() and re.search(rb"/Encrypt\b", data[-65536:] + data[:65536]):
             raise IngestError(rel, "encrypted PDF (password required)", "encrypted") from None
+        msg = re.sub(r"\s*\(PDFium: [^)]*\)", "", msg).rstrip(".")  # the code may be the previous file's
         raise IngestError(rel, f"corrupt PDF ({msg})", "corrupt") from None
     try:
         n = len(pdf)
@@ -751,10 +751,12 @@ def load_document(
     limits: Limits | None = None,
     data: bytes | None = None,
     meta: dict[str, str] | None = None,
+    read_from: Path | None = None,
 ) -> Document:
     """Load one file into a Document, or raise IngestError naming the file and the reason.
 
-    `meta` (from metadata.yaml) overrides the title, date and source_url found in the file.
+    `meta` (from metadata.yaml) overrides the title, date and source_url found in the file. The bytes
+    are `data`, else read (size-checked) from `read_from` (an upload not yet in the corpus), else from `path`.
     """
     limits = limits or Limits()
     rel = relative_source(path, root)
@@ -762,15 +764,16 @@ def load_document(
     if kind is None:
         raise IngestError(rel, f"unsupported file type '{path.suffix or path.name}'", "unsupported")
     if data is None:
+        src = read_from or path
         try:
-            size = path.stat().st_size
+            size = src.stat().st_size
             if size > limits.max_bytes:
                 raise IngestError(
                     rel,
                     f"file is {size / 1e6:.1f} MB, over the limit of {limits.max_bytes / 1e6:.0f} MB (max_file_mb)",
                     "too_large",
                 )
-            data = path.read_bytes()
+            data = src.read_bytes()
         except OSError as e:
             raise IngestError(rel, f"cannot read file ({e.strerror or e})", "error") from None
     _check_not_empty(data, rel)
@@ -818,17 +821,6 @@ def load_document(
     )
 
 
-def iter_documents(
-    paths: list[Path], root: Path, limits: Limits | None = None
-) -> Iterator[Document | IngestError]:
-    """Documents one at a time (streaming: only one file's text is held)."""
-    for p in paths:
-        try:
-            yield load_safely(p, root, limits)
-        except IngestError as e:
-            yield e
-
-
 # ---------------------------------------------------------------------------------------------
 # Isolation: parsers are C libraries (pdfium, libxml2) fed hostile bytes
 
@@ -867,11 +859,9 @@ class IsolatedLoader:
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self.proc is None or self.proc.poll() is not None:
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rag.ingest", "--worker", json.dumps(dataclasses.asdict(self.limits))],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                cwd=os.getcwd(), start_new_session=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
             )
         return self.proc
 
@@ -974,22 +964,16 @@ def _worker_main(limits_json: str) -> None:
             return
         (n,) = struct.unpack(">Q", head)
         req = json.loads(inp.read(n))
+        path, root = Path(req["path"]), Path(req["root"])
+        read_from = Path(req["read_from"]) if req.get("read_from") else None
         try:
-            data = None
-            if req.get("read_from"):
-                src = Path(req["read_from"])
-                if src.stat().st_size > limits.max_bytes:
-                    raise IngestError(relative_source(Path(req["path"]), Path(req["root"])),
-                                      f"file is over the limit of {limits.max_bytes / 1e6:.0f} MB (max_file_mb)", "too_large")
-                data = src.read_bytes()
-            doc = load_document(Path(req["path"]), Path(req["root"]), limits, data=data, meta=req.get("meta"))
+            doc = load_document(path, root, limits, meta=req.get("meta"), read_from=read_from)
             reply: dict[str, Any] = {"document": document_to_json(doc)}
         except IngestError as e:
             reply = {"error": {"path": e.path, "reason": e.reason, "kind": e.kind}}
         except MemoryError:
-            reply = {"error": {"path": relative_source(Path(req["path"]), Path(req["root"])),
-                               "reason": f"file needs more than {limits.max_memory_mb} MB to load (max_load_memory_mb)",
-                               "kind": "too_large"}}
+            reply = {"error": {"path": relative_source(path, root), "kind": "too_large",
+                               "reason": f"file needs more than {limits.max_memory_mb} MB to load (max_load_memory_mb)"}}
         try:
             out.write(_frame(reply))
             out.flush()
@@ -1006,8 +990,7 @@ def load_safely(path: Path, root: Path, limits: Limits | None = None, meta: dict
     """load_document under the limits' isolation: in a child process when `limits.isolate`."""
     limits = limits or Limits()
     if not limits.isolate:
-        data = Path(read_from).read_bytes() if read_from else None
-        return load_document(path, root, limits, data=data, meta=meta)
+        return load_document(path, root, limits, meta=meta, read_from=read_from)
     with _LOADERS_LOCK:
         loader = _LOADERS_BY_LIMITS.get(limits)
         if loader is None:

@@ -96,15 +96,13 @@ def dedupe(passages: Sequence[Passage]) -> list[Passage]:
     return kept
 
 
-_REFRESH_LOCK = threading.Lock()
-
-
 @dataclass
 class Retriever:
     store: IndexStore
     embedder: Any  # rag.embed.Embedder (duck-typed so tests may wrap it)
     settings: Settings = field(default_factory=Settings)
     _reranker: Any = None
+    _refresh_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def open(cls, settings: Settings, embedder: Any | None = None) -> Retriever:
@@ -125,7 +123,7 @@ class Retriever:
         """
         if not self.store.is_stale():
             return False
-        with _REFRESH_LOCK:
+        with self._refresh_lock:
             if not self.store.is_stale():
                 return False
             new = IndexStore.open(self.store.index_dir, self.settings.embedding_model, self.settings.chunk_config())

@@ -538,9 +538,7 @@ class GenerationWriter:
     """Builds the next generation in a temp folder, then publishes it atomically."""
 
     def __init__(self, index_dir: Path, base: Path | None) -> None:
-        self.index_dir = index_dir
-        for stale in index_dir.glob("tmp-*"):  # left by a crashed build
-            shutil.rmtree(stale, ignore_errors=True)
+        self.index_dir = index_dir  # tmp-* left by a killed build go in prune_generations after publishing
         self.tmp = index_dir / f"tmp-{os.getpid()}-{int(time.time() * 1000)}"
         self.tmp.mkdir(parents=True)
         if base is not None:
