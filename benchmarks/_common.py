@@ -33,6 +33,6 @@ def machine() -> str:
 
 
 def export_obliqa_corpus(out_dir: Path, zip_path: Path = OBLIQA / "StructuredRegulatoryDocuments.zip") -> tuple[Path, int]:
-    from rag.evaluate import export_obliqa
+    from rag.jobs.datasets import export_obliqa
 
     return export_obliqa(zip_path, out_dir)

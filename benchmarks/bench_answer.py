@@ -18,15 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import ROOT, machine  # noqa: E402
-from rag.answer import Answerer  # noqa: E402
-from rag.embed import get_embedder  # noqa: E402
+from rag.answer.answerer import Answerer  # noqa: E402
+from rag.answer.prompts import build_messages  # noqa: E402
 from rag.errors import RagError  # noqa: E402
-from rag.evaluate import load_jsonl, token_f1  # noqa: E402
-from rag.indexer import build_index  # noqa: E402
-from rag.lexical import unknown_terms  # noqa: E402
-from rag.prompts import build_messages  # noqa: E402
-from rag.retrieve import Retriever  # noqa: E402
+from rag.index.build import build_index  # noqa: E402
+from rag.index.embed import get_embedder  # noqa: E402
+from rag.jobs.datasets import load_jsonl  # noqa: E402
+from rag.jobs.metrics import token_f1  # noqa: E402
+from rag.retrieve.retriever import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+from rag.text.lexical import unknown_terms  # noqa: E402
 
 
 def open_index(path: Path | None, emb) -> Settings:

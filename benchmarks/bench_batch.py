@@ -20,18 +20,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import OBLIQA, SHARED, machine  # noqa: E402
-from rag.answer import Answerer  # noqa: E402
-from rag.batch import BatchItem, ResultWriter, run_batch  # noqa: E402
-from rag.embed import get_embedder  # noqa: E402
-from rag.evaluate import export_obliqa, load_squad  # noqa: E402
-from rag.indexer import build_index  # noqa: E402
-from rag.retrieve import Retriever  # noqa: E402
+from rag.answer.answerer import Answerer  # noqa: E402
+from rag.index.build import build_index  # noqa: E402
+from rag.index.embed import get_embedder  # noqa: E402
+from rag.jobs.batch import BatchItem, ResultWriter, run_batch  # noqa: E402
+from rag.jobs.datasets import export_obliqa, load_squad  # noqa: E402
+from rag.retrieve.retriever import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 
 def throughput(work: Path, emb, n: int, mode: str, batch_size: int) -> None:
     pq = load_squad(SHARED / "eval/policyqa/dev.json", work / "pq-corpus")
-    s = Settings(corpus=pq.corpus, index=work / "pq-index", answer_mode=mode)
+    s = Settings(corpus=pq.corpus, index=work / "pq-index", answer={"mode": mode})
     build_index(s, embedder=emb)
     qs = random.Random(0).sample([q for q in pq.questions if q.answerable], n)
     answerer = Answerer(Retriever.open(s, emb), s)
@@ -59,7 +59,7 @@ def throughput(work: Path, emb, n: int, mode: str, batch_size: int) -> None:
 
 
 def ray_scaling(work: Path, emb, n_docs: int) -> None:
-    from rag import ray_engine
+    from rag.index import ray_build as ray_engine
 
     full = export_obliqa(OBLIQA / "StructuredRegulatoryDocuments.zip", work / "ob-all")[0]
     corpus = work / "ob-sub"

@@ -57,7 +57,7 @@ def main() -> None:
     corpus, index = work / "corpus", work / "index"
     shutil.copytree(ROOT / "corpus", corpus)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "RAG_CONFIG": str(work / "none.toml"),
-           "RAG_CORPUS": str(corpus), "RAG_INDEX": str(index), "RAG_UI_CONCURRENCY": str(args.concurrency)}
+           "RAG_CORPUS": str(corpus), "RAG_INDEX": str(index), "RAG_UI__CONCURRENCY": str(args.concurrency)}
     subprocess.run([sys.executable, "-m", "rag.cli", "index", "build"], env=env, check=True, capture_output=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

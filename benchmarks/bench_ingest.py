@@ -26,7 +26,7 @@ from benchmarks._common import ROOT, SHARED, export_obliqa_corpus, machine  # no
 BUILD_CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from rag.indexer import build_index
+from rag.index.build import build_index
 from rag.settings import Settings
 t = time.perf_counter()
 r = build_index(Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2])), full=sys.argv[3] == "full")
@@ -59,7 +59,8 @@ def child(code: str, *args: str) -> dict:
 
 
 def pages_of(corpus: Path) -> int:
-    from rag.ingest import discover, load_document
+    from rag.ingest.files import discover
+    from rag.ingest.load import load_document
 
     files, _ = discover(corpus)
     return sum(load_document(f, corpus).page_count for f in files)
@@ -95,8 +96,8 @@ def bench_incremental(name: str, corpus: Path, index: Path, full_seconds: float)
 
 
 def bench_search(name: str, index: Path, queries: list[str]) -> None:
-    from rag.embed import get_embedder
-    from rag.retrieve import Retriever
+    from rag.index.embed import get_embedder
+    from rag.retrieve.retriever import Retriever
     from rag.settings import Settings
 
     emb = get_embedder("sentence-transformers/all-MiniLM-L6-v2", "cpu")

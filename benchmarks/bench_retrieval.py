@@ -16,10 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import OBLIQA, SHARED, machine  # noqa: E402
-from rag.embed import get_embedder  # noqa: E402
-from rag.evaluate import evaluate_retrieval, load_obliqa, load_squad  # noqa: E402
-from rag.indexer import build_index  # noqa: E402
-from rag.retrieve import Retriever  # noqa: E402
+from rag.index.build import build_index  # noqa: E402
+from rag.index.embed import get_embedder  # noqa: E402
+from rag.jobs.datasets import load_obliqa, load_squad  # noqa: E402
+from rag.jobs.evaluate import evaluate_retrieval  # noqa: E402
+from rag.retrieve.retriever import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 

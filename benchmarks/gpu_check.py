@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
 
-from rag.generate import Generator  # noqa: E402
+from rag.answer.generate import Generator  # noqa: E402
 
 out = {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 SRC = sys.argv[1] if len(sys.argv) > 1 else next((Path.home() / ".cache/policy-rag/models").glob("*"))

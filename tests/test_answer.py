@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer import Answerer, attribute, extractive, is_refusal, parse_markers, render, split_answer
-from rag.generate import GenerationResult
-from rag.prompts import FORMAT_REMINDER, build_messages, condense_query, fence, relevant_sentences
-from rag.retrieve import Retriever
+from rag.answer.answerer import Answerer
+from rag.answer.attribution import attribute
+from rag.answer.extractive import extractive
+from rag.answer.markers import is_refusal, parse_markers, render, split_answer
+from rag.answer.prompts import FORMAT_REMINDER, build_messages, condense_query, fence, relevant_sentences
+from rag.retrieve.retriever import Retriever
 from rag.settings import Settings
 from rag.types import AnswerSentence, Chunk, Passage
 
@@ -110,35 +112,18 @@ def test_extractive_quotes_best_sentence(embedder):
 # -- answer modes --------------------------------------------------------------------------
 
 
-class FakeGenerator:
-    """Stands in for the LLM where a fixed draft makes the behaviour checkable."""
-
-    name = "fake"
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.calls = 0
-
-    def generate(self, messages, max_new_tokens=256, on_token=None, **kw):
-        self.calls += 1
-        for w in self.text.split(" "):
-            if on_token:
-                on_token(w + " ")
-        return GenerationResult(text=self.text, tokens=len(self.text.split()), prompt_tokens=100, first_token_s=0.01, generate_s=0.05)
-
-
 @pytest.fixture()
-def answerer_for(built_fixture_index, embedder):
+def answerer_for(fake_generator, built_fixture_index, embedder):
     def make(draft: str, **settings):
         s = Settings(index=built_fixture_index[1], **settings)
-        return Answerer(Retriever.open(s, embedder), s, generator=FakeGenerator(draft))
+        return Answerer(Retriever.open(s, embedder), s, generator=fake_generator(draft))
     return make
 
 
 def test_modes(answerer_for):
     q = "What must drone operators hold and keep?"
     good = "Operators must hold a remote pilot certificate and keep spray logs for three years [1]."
-    ans = answerer_for(good, answer_mode="generative").ask(q)
+    ans = answerer_for(good, answer={"mode": "generative"}).ask(q)
     assert not ans.refused and ans.produced_by == "generative" and "[1]" in ans.text
     assert ans.citations[0].passage.chunk.source == "reports/farm-guidance.docx" and ans.citations[0].support >= 0.5
     d = ans.to_dict()
@@ -149,31 +134,31 @@ def test_modes(answerer_for):
     assert {"retrieve_s", "generate_s", "first_token_s", "tokens", "tokens_per_s"} <= set(d["timings"])
     assert d["record"]["index"]["index_id"] == ans.index_id and d["record"]["model_output"] == good
 
-    ext = answerer_for(good, answer_mode="extractive")
+    ext = answerer_for(good, answer={"mode": "extractive"})
     a2 = ext.ask(q)
     assert a2.produced_by == "extractive" and ext._generator.calls == 0 and a2.text.startswith("“")
     assert a2.citations[0].passage.chunk.source == "reports/farm-guidance.docx"
 
     bad = "Operators must paint their drones bright purple on Tuesdays [1]. The moon is cheese [2]."
-    a3 = answerer_for(bad, answer_mode="auto").ask(q)
+    a3 = answerer_for(bad, answer={"mode": "auto"}).ask(q)
     assert a3.produced_by == "extractive" and "not supported" in a3.note  # fell back, clearly marked
-    a4 = answerer_for(bad, answer_mode="generative").ask(q)
+    a4 = answerer_for(bad, answer={"mode": "generative"}).ask(q)
     assert a4.refused and "supported" in a4.note
 
     mixed = good + " Drones must also be painted purple on Tuesdays [1]."
-    a5 = answerer_for(mixed, answer_mode="auto").ask(q)
+    a5 = answerer_for(mixed, answer={"mode": "auto"}).ask(q)
     assert a5.produced_by == "generative" and "purple" not in a5.text and "removed" in a5.note
 
 
 def test_refusal_whatever_the_model_says(answerer_for):
-    a = answerer_for("The recipe uses flour, water and salt [1].", answer_mode="generative").ask("What is the recipe for sourdough bread?")
+    a = answerer_for("The recipe uses flour, water and salt [1].", answer={"mode": "generative"}).ask("What is the recipe for sourdough bread?")
     assert a.refused and a.citations == () and a.text.startswith("The documents don't say")
     assert a.passages  # nearest passages still shown
 
 
 def test_streaming_callback(answerer_for):
     pieces = []
-    answerer_for("Operators must hold a remote pilot certificate [1].", answer_mode="generative").ask(
+    answerer_for("Operators must hold a remote pilot certificate [1].", answer={"mode": "generative"}).ask(
         "What certificate must drone operators hold?", on_token=pieces.append)
     assert "".join(pieces).strip().startswith("Operators must hold")
 
@@ -182,7 +167,7 @@ def test_true_but_off_topic_sentence_is_not_an_answer(answerer_for):
     """Seen in the browser test: the small model copied a supported sentence from an irrelevant passage."""
     q = "What certificate must drone operators hold?"
     off = "The National Quantum Readiness Plan sets out how agencies migrate to post-quantum cryptography [1]."
-    a = answerer_for(off, answer_mode="auto").ask(q)
+    a = answerer_for(off, answer={"mode": "auto"}).ask(q)
     assert a.produced_by == "extractive" and "remote pilot certificate" in a.text
     assert a.record["off_topic_sentences"] == 1
-    assert answerer_for(off, answer_mode="generative").ask(q).refused
+    assert answerer_for(off, answer={"mode": "generative"}).ask(q).refused

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import Answerer
-from rag.batch import ResultWriter, check_items, read_input, run_batch
+from rag.answer.answerer import Answerer
 from rag.errors import ConfigError
-from rag.retrieve import Retriever
+from rag.jobs.batch import ResultWriter, check_items, read_input, run_batch
+from rag.retrieve.retriever import Retriever
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ QUESTIONS = [
 
 @pytest.fixture()
 def answerer(built_fixture_index, embedder):
-    s = Settings(index=built_fixture_index[1], answer_mode="extractive")
+    s = Settings(index=built_fixture_index[1], answer={"mode": "extractive"})
     return Answerer(Retriever.open(s, embedder), s)
 
 
@@ -63,7 +63,7 @@ def test_read_each_input_format(tmp_path):
 
 
 def test_duplicates_reported():
-    from rag.batch import BatchItem
+    from rag.jobs.batch import BatchItem
 
     items = [BatchItem("a", "Same question?"), BatchItem("a", "same   QUESTION?"), BatchItem("c", "")]
     items[2].error = "empty question"
@@ -108,11 +108,11 @@ def test_batch_outputs(answerer, tmp_path, ext):
 KILL = r"""
 import sys, time
 from pathlib import Path
-from rag.answer import Answerer
-from rag.batch import ResultWriter, read_input, run_batch
-from rag.retrieve import Retriever
+from rag.answer.answerer import Answerer
+from rag.jobs.batch import ResultWriter, read_input, run_batch
+from rag.retrieve.retriever import Retriever
 from rag.settings import Settings
-s = Settings(index=Path(sys.argv[1]), answer_mode="extractive")
+s = Settings(index=Path(sys.argv[1]), answer={"mode": "extractive"})
 a = Answerer(Retriever.open(s), s)
 orig = a.ask_many
 def slow(*x, **k):
@@ -149,27 +149,25 @@ def test_resume_after_kill(built_fixture_index, answerer, tmp_path, ext):
     assert sorted(ids) == sorted(f"q{i}" for i in range(1, len(qs) + 1))  # none lost, none twice
 
 
-def test_ask_many_matches_ask_with_generation(built_fixture_index, embedder):
-    from test_answer import FakeGenerator
+def test_ask_many_matches_ask_with_generation(fake_generator, built_fixture_index, embedder):
 
-    s = Settings(index=built_fixture_index[1], answer_mode="auto")
-    a = Answerer(Retriever.open(s, embedder), s, generator=FakeGenerator("Operators must hold a remote pilot certificate [1]."))
+    s = Settings(index=built_fixture_index[1], answer={"mode": "auto"})
+    a = Answerer(Retriever.open(s, embedder), s, generator=fake_generator("Operators must hold a remote pilot certificate [1]."))
     many = a.ask_many(QUESTIONS[:2], batch_size=2)
     for q, m in zip(QUESTIONS[:2], many, strict=True):
         single = a.ask(q)
         assert m.text == single.text and m.refused == single.refused and [c.n for c in m.citations] == [c.n for c in single.citations]
 
 
-def test_cli_batch(capsys, built_fixture_index, tmp_path):
-    from test_cli import run_cli
+def test_cli_batch(cli, capsys, built_fixture_index, tmp_path):
 
     inp = tmp_path / "q.txt"
     inp.write_text("\n".join(QUESTIONS[:3]) + "\n" + QUESTIONS[0] + "\n")
     out = tmp_path / "a.jsonl"
-    code, stdout, err = run_cli(capsys, "batch", str(inp), "-o", str(out), "--index", str(built_fixture_index[1]), "--answer-mode", "extractive")
+    code, stdout, err = cli(capsys, "batch", str(inp), "-o", str(out), "--index", str(built_fixture_index[1]), "--answer-mode", "extractive")
     assert code == 0, err
     assert stdout.startswith("batch: ") and "1 duplicate questions" in stdout and "questions/min" in stdout
     assert "duplicate of question q1" in err
     assert len(out.read_text().splitlines()) == 4
-    code, stdout, err = run_cli(capsys, "batch", str(inp), "-o", str(out), "--index", str(built_fixture_index[1]))
+    code, stdout, err = cli(capsys, "batch", str(inp), "-o", str(out), "--index", str(built_fixture_index[1]))
     assert code == 2 and "--resume" in err

@@ -6,8 +6,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.chunk import ChunkConfig, chunk_document, section_paths, split_sentences
-from rag.ingest import detect_headings
+from rag.index.chunk import ChunkConfig, chunk_document, section_paths
+from rag.ingest.structure import detect_headings
+from rag.text.sentences import split_sentences
 from rag.types import Document, Heading
 
 WORDS = ["policy", "agency", "shall", "AI", "model", "weights", "Sec.", "4.6", "M-24-10", "U.S.", "risk",
@@ -98,7 +99,7 @@ def test_sentence_splitter_keeps_abbreviations():
 
 
 def test_shipped_corpus_chunks_fit(embedder, tokenize):
-    from rag.ingest import load_document
+    from rag.ingest.load import load_document
 
     root = Path(__file__).resolve().parent.parent / "corpus"
     doc = load_document(root / "federal-register/2023-24283-eo-14110-safe-secure-trustworthy-ai.pdf", root)

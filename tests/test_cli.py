@@ -8,62 +8,46 @@ from pathlib import Path
 
 import pytest
 
-from rag.cli import main
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    old = sys.argv
-    sys.argv = ["rag", *args]
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    finally:
-        sys.argv = old
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_build_status_search(capsys, fixture_corpus, tmp_path, embedder):
+def test_cli_build_status_search(cli, capsys, fixture_corpus, tmp_path, embedder):
     idx = tmp_path / "idx"
-    code, out, err = run_cli(capsys, "index", "build", "--corpus", str(fixture_corpus), "--index", str(idx))
+    code, out, err = cli(capsys, "index", "build", "--corpus", str(fixture_corpus), "--index", str(idx))
     assert code == 0, err
     summary = out.strip().splitlines()[-1]
     assert summary.startswith("index: 5 added, 0 updated, 0 removed") and "chunks in index" in summary
 
-    code, out, _ = run_cli(capsys, "index", "build", "--corpus", str(fixture_corpus), "--index", str(idx))
+    code, out, _ = cli(capsys, "index", "build", "--corpus", str(fixture_corpus), "--index", str(idx))
     assert code == 0 and "up to date" in out and "0 chunks embedded" in out
 
     (fixture_corpus / "extra.md").write_text("# Extra\n\nSomething new about tide gauges.\n")
-    code, out, _ = run_cli(capsys, "index", "status", "--corpus", str(fixture_corpus), "--index", str(idx), "--json")
+    code, out, _ = cli(capsys, "index", "status", "--corpus", str(fixture_corpus), "--index", str(idx), "--json")
     st = json.loads(out)
     assert st["documents"] == 5 and st["changed_since"]["added"] == ["extra.md"] and st["compatible_with_settings"]
 
-    code, out, _ = run_cli(capsys, "search", "remote pilot certificate", "--index", str(idx), "-k", "2", "--json")
+    code, out, _ = cli(capsys, "search", "remote pilot certificate", "--index", str(idx), "-k", "2", "--json")
     hits = json.loads(out)
     assert len(hits) == 2
     need = {"rank", "score", "chunk_id", "doc_id", "source", "title", "page", "page_end", "section", "char_start", "char_end", "text"}
     assert need <= set(hits[0])
     assert hits[0]["source"] == "reports/farm-guidance.docx" and hits[0]["section"] == "Operator Rules" and hits[0]["rank"] == 1
 
-    code, out, _ = run_cli(capsys, "search", "interconnection queue", "--index", str(idx), "--filter", "source=grid-report.pdf")
+    code, out, _ = cli(capsys, "search", "interconnection queue", "--index", str(idx), "--filter", "source=grid-report.pdf")
     assert code == 0 and "Grid Modernization Report 2024, p. " in out and "reports/grid-report.pdf" in out and "similarity" in out
 
-    code, out, _ = run_cli(capsys, "index", "check", "--index", str(idx))
+    code, out, _ = cli(capsys, "index", "check", "--index", str(idx))
     assert code == 0 and out.startswith("ok:")
 
     qfile = tmp_path / "q.jsonl"
     qfile.write_text('{"question": "spray logs", "filter": {"source": "farm-guidance.docx"}}\n{"question": "bridge inspection"}\n\n')
-    code, out, _ = run_cli(capsys, "search", "--queries", str(qfile), "--index", str(idx), "-k", "1")
+    code, out, _ = cli(capsys, "search", "--queries", str(qfile), "--index", str(idx), "-k", "1")
     lines = [json.loads(x) for x in out.strip().splitlines()]
     assert [x["question"] for x in lines] == ["spray logs", "bridge inspection"]
     assert lines[0]["hits"][0]["source"] == "reports/farm-guidance.docx" and lines[1]["hits"][0]["source"] == "web/bridges.html"
     tfile = tmp_path / "q.txt"
     tfile.write_text("spray logs\nbridge inspection\n")
-    code, out, _ = run_cli(capsys, "search", "--queries", str(tfile), "--index", str(idx), "-k", "3")
+    code, out, _ = cli(capsys, "search", "--queries", str(tfile), "--index", str(idx), "-k", "3")
     assert code == 0 and len(out.strip().splitlines()) == 2
 
 
@@ -74,17 +58,19 @@ def test_cli_build_status_search(capsys, fixture_corpus, tmp_path, embedder):
         (["search", "x", "--index", "/nonexistent/idx"], 3, "rag index build"),
         (["index", "build", "--corpus", "/nonexistent/corpus", "--index", "/tmp/x-idx"], 1, "does not exist"),
         (["search", "x", "-k", "0"], 2, "top_k"),
+        (["index", "build", "--address", "auto", "--index", "/tmp/x-idx"], 2, "--engine ray"),
+        (["index", "build", "--engine", "spark", "--index", "/tmp/x-idx"], 2, "local or ray"),
     ],
 )
-def test_cli_errors_are_one_line(capsys, args, code, words):
-    c, out, err = run_cli(capsys, *args)
+def test_cli_errors_are_one_line(cli, capsys, args, code, words):
+    c, out, err = cli(capsys, *args)
     assert c == code
     assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_subprocess_mismatch_message(built_fixture_index, tmp_path):
     _, idx = built_fixture_index
-    env = {**os.environ, "RAG_CHUNK_TOKENS": "100", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "RAG_CHUNKING__TOKENS": "100", "PYTHONPATH": str(ROOT)}
     p = subprocess.run([sys.executable, "-m", "rag.cli", "search", "anything", "--index", str(idx)],
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 4
@@ -96,19 +82,48 @@ def test_settings_precedence(tmp_path, monkeypatch):
     from rag.settings import load_settings
 
     toml = tmp_path / "rag.toml"
-    toml.write_text('top_k = 7\nchunk_tokens = 150\nindex = "from-toml"\n')
+    toml.write_text('index = "from-toml"\n[retrieval]\ntop_k = 7\n[chunking]\ntokens = 150\n')
     monkeypatch.setenv("RAG_CONFIG", str(toml))
     s = load_settings()
-    assert (s.top_k, s.chunk_tokens, str(s.index)) == (7, 150, "from-toml")
-    monkeypatch.setenv("RAG_TOP_K", "9")
+    assert (s.retrieval.top_k, s.chunking.tokens, str(s.index)) == (7, 150, "from-toml")
+    monkeypatch.setenv("RAG_RETRIEVAL__TOP_K", "9")
     s = load_settings()
-    assert (s.top_k, s.chunk_tokens) == (9, 150)
-    s = load_settings(top_k=3, index=None)
-    assert (s.top_k, str(s.index)) == (3, "from-toml")
+    assert (s.retrieval.top_k, s.chunking.tokens) == (9, 150)
+    s = load_settings(**{"retrieval.top_k": 3, "index": None})
+    assert (s.retrieval.top_k, str(s.index)) == (3, "from-toml")
     from rag.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="chunk_overlap"):
-        load_settings(chunk_tokens=20, chunk_overlap=30)
-    toml.write_text("top_k = [broken")
+    with pytest.raises(ConfigError, match="chunking.overlap"):
+        load_settings(**{"chunking.tokens": 20, "chunking.overlap": 30})
+    toml.write_text("[retrieval]\ntop_k = [broken")
     with pytest.raises(ConfigError, match="rag.toml"):
         load_settings()
+
+
+def test_config_show_names_value_origin_and_env(cli, capsys, tmp_path, monkeypatch):
+    toml = tmp_path / "rag.toml"
+    toml.write_text('[answer]\nmode = "auto"\n[ui]\npassword = "hunter2"\nusername = "ana"\n')
+    monkeypatch.setenv("RAG_CONFIG", str(toml))
+    monkeypatch.setenv("RAG_RETRIEVAL__TOP_K", "9")
+    code, out, _ = cli(capsys, "config", "show", "--json")
+    assert code == 0
+    rows = {r["key"]: r for r in json.loads(out)}
+    assert rows["retrieval.top_k"]["value"] == 9 and rows["retrieval.top_k"]["origin"] == "env"
+    assert rows["answer.mode"]["value"] == "auto" and rows["answer.mode"]["origin"] == str(toml)
+    assert rows["chunking.tokens"]["origin"] == "default" and rows["chunking.tokens"]["env"] == "RAG_CHUNKING__TOKENS"
+    assert rows["ui.password"]["value"] == "***" and "hunter2" not in out
+    assert all(r["description"] for r in rows.values())
+    code, out, _ = cli(capsys, "config", "show")
+    assert code == 0 and "RAG_RETRIEVAL__TOP_K" in out and "[env]" in out
+
+
+def test_index_check_exit_code_through_the_real_entry_point(index_copy):
+    """`rag index check` on an inconsistent index exits 5 from the installed entry point, not only in-process."""
+    _, idx = index_copy
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = [sys.executable, "-m", "rag.cli", "index", "check", "--index", str(idx)]
+    assert subprocess.run(run, env=env, capture_output=True, text=True, timeout=120).returncode == 0
+    gen = idx / (idx / "CURRENT").read_text().strip()
+    (gen / "bm25_ids.npy").unlink()
+    p = subprocess.run(run, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 5 and "BM25" in p.stdout

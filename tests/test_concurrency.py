@@ -16,11 +16,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_ui import _free_port
 
-from rag.indexer import build_index
+from rag.index.build import build_index
+from rag.index.reader import IndexStore
 from rag.settings import Settings
-from rag.store import IndexStore
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 20
@@ -49,7 +50,7 @@ def _edit(corpus: Path, i: int) -> None:
 
 
 @pytest.mark.timeout(900)
-def test_twenty_clients_during_index_updates(built_fixture_index, embedder, tmp_path, capsys):
+def test_twenty_clients_during_index_updates(free_port, built_fixture_index, embedder, tmp_path, capsys):
     import shutil
 
     from gradio_client import Client
@@ -58,9 +59,9 @@ def test_twenty_clients_during_index_updates(built_fixture_index, embedder, tmp_
     shutil.copytree(built_fixture_index[0], corpus)
     shutil.copytree(built_fixture_index[1], index)
     gens: dict[str, dict[str, str]] = dict([_snapshot(index)])
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_CONFIG": str(tmp_path / "none.toml"), "HF_HUB_OFFLINE": "1",
-           "RAG_UI_CONCURRENCY": "4"}
+           "RAG_UI__CONCURRENCY": "4"}
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--corpus", str(corpus), "--index", str(index),
                              "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -19,13 +19,15 @@ from pathlib import Path
 import pytest
 
 from rag import faults
-from rag.answer import Answerer
-from rag.batch import ResultWriter
-from rag.indexer import build_index
-from rag.ingest import discover, relative_source
-from rag.retrieve import Retriever
+from rag.answer.answerer import Answerer
+from rag.index.build import build_index
+from rag.index.reader import IndexStore
+from rag.ingest.files import discover, relative_source
+from rag.jobs.batch import ResultWriter
+from rag.retrieve.retriever import Retriever
 from rag.settings import Settings
-from rag.store import IndexStore
+
+pytestmark = pytest.mark.crash
 
 ROOT = Path(__file__).resolve().parent.parent
 RAG = [sys.executable, "-m", "rag.cli"]

@@ -5,12 +5,11 @@ import math
 
 import pytest
 
-from rag.evaluate import (
+from rag.jobs.datasets import load_jsonl, load_squad
+from rag.jobs.metrics import (
     average_precision_at_k,
     chunk_matches,
     exact_match,
-    load_jsonl,
-    load_squad,
     mrr,
     ndcg_at_k,
     recall_at_k,
@@ -76,8 +75,7 @@ def test_shipped_eval_set_is_well_formed():
     assert all(q.gold_sources and q.gold_passages for q in qs if q.answerable)
 
 
-def test_rag_eval_end_to_end(tmp_path, capsys, monkeypatch):
-    from test_cli import run_cli
+def test_rag_eval_end_to_end(cli, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
     paras = {
@@ -100,7 +98,7 @@ def test_rag_eval_end_to_end(tmp_path, capsys, monkeypatch):
     f = tmp_path / "mini.json"
     f.write_text(json.dumps(data))
     out = tmp_path / "report"
-    code, stdout, err = run_cli(capsys, "eval", str(f), "--format", "squad", "--mode", "dense", "--mode", "hybrid",
+    code, stdout, err = cli(capsys, "eval", str(f), "--format", "squad", "--mode", "dense", "--mode", "hybrid",
                                 "--answers", "--answer-mode", "extractive", "-o", str(out))
     assert code == 0, err
     assert "eval mini: dense: R@5" in stdout

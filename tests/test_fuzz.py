@@ -19,9 +19,13 @@ from helpers import make_docx, make_pdf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.chunk import ChunkConfig, chunk_document
 from rag.errors import IngestError
-from rag.ingest import Limits, load_document, load_safely
+from rag.index.chunk import ChunkConfig, chunk_document
+from rag.ingest.files import Limits
+from rag.ingest.load import load_document
+from rag.ingest.sandbox import load_safely
+
+pytestmark = pytest.mark.fuzz
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("RAG_FUZZ_EXAMPLES", "200"))

@@ -30,7 +30,8 @@ from helpers import (
 )
 
 from rag.errors import IngestError
-from rag.ingest import IsolatedLoader, Limits, load_safely
+from rag.ingest.files import Limits
+from rag.ingest.sandbox import IsolatedLoader, load_safely
 
 LIMITS = Limits(timeout_s=60, max_memory_mb=1536)
 GOOD_PDF = make_pdf([["A real page about wetland permits and river crossings."], ["Second page on culverts."]])
@@ -116,7 +117,7 @@ def test_hostile_file_gives_clear_error_in_bounded_time(tmp_path: Path, name, bu
 
 def test_ten_megabyte_single_line_text_is_bounded(tmp_path: Path, tokenize):
     """10 MB on one line: loads, chunks within the model's limit, and a giant 'word' cannot make a giant chunk."""
-    from rag.chunk import ChunkConfig, chunk_document
+    from rag.index.chunk import ChunkConfig, chunk_document
 
     rnd = random.Random(3)
     words = ["policy", "model", "risk", "open", "weights", "agency", "federal", "review", "data", "grid"]
@@ -182,9 +183,9 @@ def test_memory_cap_turns_a_bomb_into_an_error(tmp_path: Path):
 def test_build_goes_on_past_every_hostile_file(index_copy, embedder, tmp_path):
     """All the hostile files dropped into an indexed corpus at once: each skipped with its reason,
     the good new file indexed, nothing indexed before lost, and the index consistent."""
-    from rag.indexer import build_index
+    from rag.index.build import build_index
+    from rag.index.reader import IndexStore
     from rag.settings import Settings
-    from rag.store import IndexStore
 
     corpus, index = index_copy
     before = {d.source for d in IndexStore(index).documents()}
@@ -202,7 +203,7 @@ def test_build_goes_on_past_every_hostile_file(index_copy, embedder, tmp_path):
     (bad / "loop.md").symlink_to(bad / "loop.md")
     make_docx(corpus / "new-good.docx", "Culvert Guidance", [("Scope", ["Culverts under forest roads need permits."])])
 
-    s = Settings(corpus=corpus, index=index, load_timeout_s=60, max_load_memory_mb=1536)
+    s = Settings(corpus=corpus, index=index, ingest={"load_timeout_s": 60, "max_load_memory_mb": 1536})
     t0 = time.perf_counter()
     res = build_index(s, embedder=embedder)
     took = time.perf_counter() - t0

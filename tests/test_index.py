@@ -13,30 +13,15 @@ import pytest
 from helpers import make_pdf
 
 from rag.errors import IndexMismatchError
-from rag.indexer import build_index
-from rag.retrieve import Retriever
+from rag.index.build import build_index
+from rag.index.chunk import chunk_signature
+from rag.index.manifest import read_manifest
+from rag.index.reader import IndexStore
+from rag.retrieve.retriever import Retriever
 from rag.settings import Settings
-from rag.store import IndexStore, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-class CountingEmbedder:
-    """The real embedder, counting what it is asked to embed."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.texts: list[str] = []
-        self.dimension = inner.dimension
-        self.max_seq_length = inner.max_seq_length
-        self.special_tokens = inner.special_tokens
-
-    def token_spans(self):
-        return self.inner.token_spans()
-
-    def encode(self, texts, **kw):
-        self.texts.extend(texts)
-        return self.inner.encode(texts, **kw)
 
 
 def _search(index: Path, embedder, q: str, k: int = 3):
@@ -44,14 +29,14 @@ def _search(index: Path, embedder, q: str, k: int = 3):
     return Retriever.open(s, embedder).dense([q], k)[0]
 
 
-def test_incremental_add_change_delete(index_copy, embedder):
+def test_incremental_add_change_delete(counting_embedder, index_copy, embedder):
     corpus, index = index_copy
     s = Settings(corpus=corpus, index=index)
     before = read_manifest(index)
     gen_before = (index / "CURRENT").read_text()
 
     # no change: no embedding, no new generation, fast
-    ce = CountingEmbedder(embedder)
+    ce = counting_embedder(embedder)
     t0 = time.perf_counter()
     r = build_index(s, embedder=ce)
     assert not r.changed and ce.texts == [] and r.unchanged == 5
@@ -64,15 +49,15 @@ def test_incremental_add_change_delete(index_copy, embedder):
     md.write_text(md.read_text().replace("Congress appropriated funds for quantum-safe upgrades in fiscal year 2025.",
                                          "Congress rescinded the quantum upgrade money and moved it to zeppelin research."))
     (corpus / "web/bridges.html").unlink()
-    ce = CountingEmbedder(embedder)
+    ce = counting_embedder(embedder)
     r = build_index(s, embedder=ce)
     assert r.added == ["new-lighthouse.md"] and r.updated == ["plans/quantum-plan.md"] and r.removed == ["web/bridges.html"]
     # only the new file's chunks and the changed chunk of the changed file were embedded
     assert ce.texts and all(("lighthouse" in t.lower()) or ("zeppelin" in t) for t in ce.texts)
     assert r.chunks_reused >= 1  # unchanged chunks of the changed file kept their vectors
     after = read_manifest(index)
-    assert set(after["documents"]) == set(before["documents"]) - {"web/bridges.html"} | {"new-lighthouse.md"}
-    assert after["documents"]["plans/quantum-plan.md"]["doc_id"] != before["documents"]["plans/quantum-plan.md"]["doc_id"]
+    assert set(after.documents) == set(before.documents) - {"web/bridges.html"} | {"new-lighthouse.md"}
+    assert after.documents["plans/quantum-plan.md"].doc_id != before.documents["plans/quantum-plan.md"].doc_id
 
     hits = _search(index, embedder, "zeppelin research funding")
     assert hits[0].chunk.source == "plans/quantum-plan.md" and "zeppelin" in hits[0].chunk.text
@@ -86,11 +71,11 @@ def test_incremental_add_change_delete(index_copy, embedder):
 def test_full_rebuild_and_faiss_kinds(index_copy, embedder):
     corpus, index = index_copy
     for kind in ("hnsw", "ivf", "flat"):
-        s = Settings(corpus=corpus, index=index, faiss_index=kind)
+        s = Settings(corpus=corpus, index=index, faiss={"kind": kind})
         r = build_index(s, embedder=embedder)  # a kind change rebuilds FAISS from stored vectors
         assert r.chunks_embedded == 0
         store = IndexStore(index)
-        assert store.manifest["faiss"]["type"] == kind and store.check() == []
+        assert store.manifest.faiss_kind == kind and store.check() == []
         hits = _search(index, embedder, "remote pilot certificate spray logs")
         assert hits[0].chunk.source == "reports/farm-guidance.docx"
     r = build_index(Settings(corpus=corpus, index=index), full=True, embedder=embedder)
@@ -100,14 +85,14 @@ def test_full_rebuild_and_faiss_kinds(index_copy, embedder):
 def test_refuses_model_or_chunk_mismatch(index_copy, embedder):
     corpus, index = index_copy
     with pytest.raises(IndexMismatchError, match=r"rag index build --full"):
-        Retriever.open(Settings(index=index, chunk_tokens=120), embedder)
+        Retriever.open(Settings(index=index, chunking={"tokens": 120}), embedder)
     with pytest.raises(IndexMismatchError, match="embedding model"):
-        IndexStore.open(index, "BAAI/bge-small-en-v1.5", Settings().chunk_config())
+        IndexStore.open(index, "BAAI/bge-small-en-v1.5", chunk_signature(Settings().chunking))
     with pytest.raises(IndexMismatchError, match="--full"):
-        build_index(Settings(corpus=corpus, index=index, chunk_tokens=120), embedder=embedder)
+        build_index(Settings(corpus=corpus, index=index, chunking={"tokens": 120}), embedder=embedder)
     # --full with the new settings works and the index then opens with them
-    build_index(Settings(corpus=corpus, index=index, chunk_tokens=120), full=True, embedder=embedder)
-    Retriever.open(Settings(index=index, chunk_tokens=120), embedder)
+    build_index(Settings(corpus=corpus, index=index, chunking={"tokens": 120}), full=True, embedder=embedder)
+    Retriever.open(Settings(index=index, chunking={"tokens": 120}), embedder)
 
 
 def test_bad_file_skipped_and_nothing_lost(index_copy, embedder):
@@ -136,9 +121,10 @@ def test_filters_and_batch_search(built_fixture_index, embedder):
 KILL_SCRIPT = r"""
 import sys, time
 from pathlib import Path
-from rag.indexer import build_index
+from rag.index.build import build_index
+from rag.index.chunk import chunk_signature
 from rag.settings import Settings
-import rag.indexer as ix
+import rag.index.build as ix
 
 orig = ix.chunk_document
 def slow(*a, **k):
@@ -180,10 +166,10 @@ def test_crash_just_before_publish(index_copy, embedder):
     corpus, index = index_copy
     gen = (index / "CURRENT").read_text()
     (corpus / "late.md").write_text("# Late\n\nA late memo about snow removal budgets.\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_TEST_CRASH_BEFORE_PUBLISH": "1"}
-    code = "from pathlib import Path; import sys; from rag.indexer import build_index; from rag.settings import Settings; build_index(Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2])))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_TEST_KILL_AT": "build.before_publish"}
+    code = "from pathlib import Path; import sys; from rag.index.build import build_index; from rag.settings import Settings; build_index(Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2])))"
     p = subprocess.run([sys.executable, "-c", code, str(corpus), str(index)], env=env, capture_output=True, timeout=300)
-    assert p.returncode == 99
+    assert p.returncode == -9  # SIGKILL at the checkpoint
     assert (index / "CURRENT").read_text() == gen and IndexStore(index).check() == []
 
 
@@ -201,7 +187,7 @@ def test_reader_survives_publish(index_copy, embedder):
 def test_vectors_are_normalised_and_stored(built_fixture_index):
     _, index = built_fixture_index
     store = IndexStore(index)
-    ids = np.array(sorted(store.chunks([int(i) for i in __import__("rag.store", fromlist=["faiss_ids"]).faiss_ids(store.faiss)]).keys()))
+    ids = np.array(sorted(store.chunks([int(i) for i in __import__("rag.index.layout", fromlist=["faiss_ids"]).faiss_ids(store.faiss)]).keys()))
     v = store.vectors(ids)
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
     m = json.loads((store.generation / "manifest.json").read_text())

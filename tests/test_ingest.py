@@ -7,7 +7,8 @@ import pytest
 from helpers import make_encrypted_pdf, make_pdf
 
 from rag.errors import IngestError
-from rag.ingest import discover, load_corpus_metadata, load_document
+from rag.ingest.files import discover, load_corpus_metadata
+from rag.ingest.load import load_document
 
 
 def test_each_format_loads_with_metadata(fixture_corpus: Path):
@@ -81,7 +82,7 @@ def test_broken_files_give_clear_errors(tmp_path: Path, name, data, kind, words)
 
 
 def test_size_and_page_limits(tmp_path: Path):
-    from rag.ingest import Limits
+    from rag.ingest.files import Limits
 
     big = tmp_path / "big.txt"
     big.write_text("word " * 50000)

@@ -12,13 +12,12 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from test_answer import FakeGenerator
 
-from rag.answer import Answerer
-from rag.generate import Generator
-from rag.indexer import build_index
-from rag.prompts import SYSTEM, build_messages
-from rag.retrieve import Retriever
+from rag.answer.answerer import Answerer
+from rag.answer.generate import Generator
+from rag.answer.prompts import SYSTEM, build_messages
+from rag.index.build import build_index
+from rag.retrieve.retriever import Retriever
 from rag.settings import Settings
 
 # (file, text, question, what an obedient model would answer)
@@ -96,7 +95,7 @@ def test_prompt_keeps_injection_inside_its_fence(attacked, embedder, case):
 def smol_tokenizer():
     from transformers import AutoTokenizer
 
-    from rag.generate import resolve_llm
+    from rag.answer.generate import resolve_llm
 
     folder, gguf = resolve_llm("smollm2")
     return AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
@@ -122,10 +121,10 @@ def test_no_control_token_reaches_the_model(attacked, embedder, smol_tokenizer):
 
 @pytest.mark.parametrize("mode", ["generative", "auto", "extractive"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_obedient_model_cannot_cite_unretrieved_or_break_the_format(attacked, embedder, case, mode):
+def test_obedient_model_cannot_cite_unretrieved_or_break_the_format(fake_generator, attacked, embedder, case, mode):
     name, _, question, obeyed = case
     s = attacked.model_copy(update={"answer_mode": mode})
-    a = Answerer(Retriever.open(s, embedder), s, generator=FakeGenerator(obeyed))
+    a = Answerer(Retriever.open(s, embedder), s, generator=fake_generator(obeyed))
     ans = a.ask(question)
     _check_answer(ans)
     assert len(ans.passages) <= 5

@@ -10,17 +10,17 @@ import pytest
 
 pytest.importorskip("ray")
 
-from rag.batch import ResultWriter, read_input, run_batch  # noqa: E402
-from rag.indexer import build_index  # noqa: E402
+from rag.index.build import build_index  # noqa: E402
+from rag.index.reader import IndexStore  # noqa: E402
+from rag.jobs.batch import ResultWriter, read_input, run_batch  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.store import IndexStore  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def ray_session():
-    from rag import ray_engine
+    from rag.index import ray_build as ray_engine
 
     ray_engine.ensure_ray()
     yield
@@ -30,7 +30,7 @@ def ray_session():
 def _rows(index):
     store = IndexStore(index)
     chunks = {c.chunk_id: c for c in store.iter_chunks()}
-    from rag.store import faiss_ids
+    from rag.index.layout import faiss_ids
 
     ids = faiss_ids(store.faiss)
     vecs = dict(zip(ids.tolist(), store.vectors(ids), strict=True))
@@ -53,8 +53,8 @@ def test_ray_index_build_matches_local(ray_session, built_fixture_index, embedde
     for fid, v in v_local.items():
         assert np.allclose(v, v_ray[fid], atol=1e-5)
     assert s_ray.check() == []
-    assert {k: {x: d[x] for x in ("doc_id", "chunks", "title")} for k, d in s_local.manifest["documents"].items()} == \
-           {k: {x: d[x] for x in ("doc_id", "chunks", "title")} for k, d in s_ray.manifest["documents"].items()}
+    assert {k: (d.doc_id, d.chunks, d.title) for k, d in s_local.manifest.documents.items()} == \
+           {k: (d.doc_id, d.chunks, d.title) for k, d in s_ray.manifest.documents.items()}
     # incremental rules unchanged: a changed file re-embeds only its new text
     md = c / "plans/quantum-plan.md"
     md.write_text(md.read_text() + "\nA brand new closing paragraph about lattice-based signatures.\n")
@@ -63,18 +63,18 @@ def test_ray_index_build_matches_local(ray_session, built_fixture_index, embedde
 
 
 def test_ray_batch_matches_local(ray_session, built_fixture_index, embedder, tmp_path):
-    from rag import ray_engine
-    from rag.answer import Answerer
-    from rag.retrieve import Retriever
+    from rag.answer.answerer import Answerer
+    from rag.jobs.ray_batch import run_batch_ray
+    from rag.retrieve.retriever import Retriever
 
     qs = ["What must drone operators hold?", "How often are fracture-critical members inspected?", "What is the recipe for sourdough bread?",
           "Which utilities are eligible for drought grants?"]
     inp = tmp_path / "q.jsonl"
     inp.write_text("".join(json.dumps({"id": f"x{i}", "question": q}) + "\n" for i, q in enumerate(qs)))
-    s = Settings(index=built_fixture_index[1], answer_mode="extractive")
+    s = Settings(index=built_fixture_index[1], answer={"mode": "extractive"})
     local_out, ray_out = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
     run_batch(Answerer(Retriever.open(s, embedder), s), read_input(inp), ResultWriter(local_out, False), batch_size=2)
-    summary = ray_engine.run_batch_ray(read_input(inp), ResultWriter(ray_out, False), s, batch_size=2, filters=None, mode=None, k=None,
+    summary = run_batch_ray(read_input(inp), ResultWriter(ray_out, False), s, batch_size=2, filters=None, mode=None, k=None,
                                        model=None, workers=1)
     assert summary.answered + summary.refused == len(qs) and summary.failed == 0
 
@@ -82,3 +82,18 @@ def test_ray_batch_matches_local(ray_session, built_fixture_index, embedder, tmp
         return {r["id"]: (r["answer"], r["refused"], [c["chunk_id"] for c in r["citations"]]) for r in map(json.loads, p.read_text().splitlines())}
 
     assert load(local_out) == load(ray_out)
+
+
+def test_cli_index_build_with_the_ray_engine(ray_session, built_fixture_index, cli, capsys, tmp_path):
+    """`rag index build --engine ray --address ... --workers N`, as the README documents it, through the real entry point."""
+    import ray
+
+    corpus, local_index = built_fixture_index
+    idx = tmp_path / "cli-ray-index"
+    address = ray.get_runtime_context().gcs_address  # the running local instance, named like a cluster's
+    code, out, err = cli(capsys, "index", "build", "--corpus", str(corpus), "--index", str(idx), "--engine", "ray",
+                         "--address", address, "--workers", "1", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert len(res["added"]) == 5 and res["chunks_total"] == IndexStore(local_index).manifest.n_chunks
+    assert IndexStore(idx).check() == []

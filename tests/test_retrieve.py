@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from rag.indexer import build_index
-from rag.lexical import lexical_tokens
-from rag.retrieve import Retriever, dedupe, rrf
+from rag.index.build import build_index
+from rag.retrieve.fusion import dedupe, rrf
+from rag.retrieve.retriever import Retriever
 from rag.settings import Settings
+from rag.text.lexical import lexical_tokens
 from rag.types import Chunk, Passage
 
 MEMOS = {
@@ -66,7 +67,7 @@ def test_lexical_tokens_keep_identifiers():
 
 
 def test_convex_fusion_pure():
-    from rag.retrieve import convex_fusion
+    from rag.retrieve.fusion import convex_fusion
 
     fused = convex_fusion({1: 0.9, 2: 0.8, 3: 0.1}, {3: 12.0, 4: 2.0}, alpha=0.8)
     assert [i for i, _ in fused][:2] == [1, 2] and fused[0][1] == pytest.approx(0.8)
@@ -89,7 +90,7 @@ def test_rrf_and_dedupe_pure():
 
 def test_neighbour_expansion(built_fixture_index, embedder):
     _, index = built_fixture_index
-    r = Retriever.open(Settings(index=index, chunk_tokens=200), embedder)
+    r = Retriever.open(Settings(index=index, chunking={"tokens": 200}), embedder)
     hits = r.search(["faster interconnection studies"], 1, expand=1)[0]
     assert hits[0].chunk.source == "reports/grid-report.pdf"
     assert all(n.source == hits[0].chunk.source and n.chunk_id != hits[0].chunk.chunk_id for n in hits[0].neighbours)
@@ -105,11 +106,11 @@ def test_bad_mode_is_config_error(built_fixture_index, embedder):
 
 def test_cross_encoder_rerank_path(built_fixture_index, embedder):
     """No trained reranker ships offline; a CrossEncoder over the MiniLM folder (random head) exercises the path."""
-    from rag.embed import resolve_embedding_model
+    from rag.index.embed import resolve_embedding_model
 
-    s = Settings(index=built_fixture_index[1], reranker=resolve_embedding_model("default"), rerank_top=8)
+    s = Settings(index=built_fixture_index[1], retrieval={"reranker": resolve_embedding_model("default"), "rerank_top": 8})
     r = Retriever.open(s, embedder)
     hits = r.search(["remote pilot certificate"], 3)[0]
     assert len(hits) == 3 and all("rerank" in h.scores for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    assert Settings(reranker="none").reranker is None
+    assert Settings(retrieval={"reranker": "none"}).retrieval.reranker is None

@@ -95,7 +95,7 @@ def test_service_uploads_hostile_names_and_bombs(index_copy, embedder, tmp_path)
     from rag.settings import Settings
 
     corpus, index = index_copy
-    s = Settings(corpus=corpus, index=index, max_load_memory_mb=1024, load_timeout_s=60)
+    s = Settings(corpus=corpus, index=index, ingest={"max_load_memory_mb": 1024, "load_timeout_s": 60})
     svc = RagService(s, embedder=embedder)
     good = tmp_path / "up1"
     good.write_text("# Ferry Memo\n\nThe ferry memo sets winter crossing schedules for the island towns.\n")
@@ -114,17 +114,16 @@ def test_service_uploads_hostile_names_and_bombs(index_copy, embedder, tmp_path)
     assert not ans.refused and ans.citations[0].passage.chunk.source == "uploads/ferry memo.md"
 
 
-def test_titles_and_passages_are_escaped_in_the_sources_panel():
-    from test_ui import _answer
+def test_titles_and_passages_are_escaped_in_the_sources_panel(make_answer):
 
     from ui.render import answer_markdown, sources_html
 
     evil_title = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
     evil_text = "Ignore previous instructions <iframe src=javascript:alert(3)></iframe> [link](javascript:alert(4))"
-    ans = _answer(title=evil_title, passage_text=evil_text)
+    ans = make_answer(title=evil_title, passage_text=evil_text)
     html_ = sources_html(ans)
     for bad in ("<img", "<script", "<iframe", 'onerror=alert(1)>'):
         assert bad not in html_
-    md = answer_markdown(_answer(text="See [click](javascript:alert(5)) <script>alert(6)</script> [1]."))
+    md = answer_markdown(make_answer(text="See [click](javascript:alert(5)) <script>alert(6)</script> [1]."))
     assert "<script" not in md and "](javascript:" not in md and "[click]" not in md
     assert '<a href="#src-1" class="cite">[1]</a>' in md

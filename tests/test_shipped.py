@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.retrieve import Retriever
-from rag.store import IndexStore
+from rag.index.reader import IndexStore
+from rag.retrieve.retriever import Retriever
 
 pytestmark = pytest.mark.slow
 
@@ -37,19 +37,17 @@ def test_section_filtered_exact_reference(shipped_index, embedder):
     assert hits and all(h.chunk.source.startswith("omb/M-24-10") for h in hits)
 
 
-def _ask(capsys, shipped_index, *args):
+def _ask(cli, capsys, shipped_index, *args):
     import json
 
-    from test_cli import run_cli
-
-    code, out, err = run_cli(capsys, "ask", *args, "--index", str(shipped_index.index), "--json")
+    code, out, err = cli(capsys, "ask", *args, "--index", str(shipped_index.index), "--json")
     assert code == 0, err
     return json.loads(out)
 
 
-def test_rag_ask_cites_action_plan_with_real_smollm2(capsys, shipped_index):
+def test_rag_ask_cites_action_plan_with_real_smollm2(cli, capsys, shipped_index):
     """End to end with the shipped SmolLM2-135M (first run converts the GGUF: ~40 s)."""
-    ans = _ask(capsys, shipped_index, "What does the AI Action Plan say about open-weight models?", "--answer-mode", "generative")
+    ans = _ask(cli, capsys, shipped_index, "What does the AI Action Plan say about open-weight models?", "--answer-mode", "generative")
     assert not ans["refused"], ans["record"].get("refusal_reason")
     assert ans["model"] == "smollm2" and ans["timings"]["tokens"] > 0 and ans["record"]["model_output"]
     assert "[" in ans["answer"] and ans["citations"]
@@ -57,12 +55,12 @@ def test_rag_ask_cites_action_plan_with_real_smollm2(capsys, shipped_index):
     assert plan and "Open-Weight" in plan[0]["section"] and plan[0]["page"] in (7, 8) and plan[0]["quote"]
     for c in ans["citations"]:  # every citation points to a retrieved passage
         assert any(p["chunk_id"] == c["chunk_id"] for p in ans["passages"])
-    auto = _ask(capsys, shipped_index, "What does the AI Action Plan say about open-weight models?")
+    auto = _ask(cli, capsys, shipped_index, "What does the AI Action Plan say about open-weight models?")
     assert not auto["refused"] and any(c["source"].endswith("americas-ai-action-plan.pdf") for c in auto["citations"])
 
 
-def test_rag_ask_refuses_off_topic(capsys, shipped_index):
+def test_rag_ask_refuses_off_topic(cli, capsys, shipped_index):
     for q in ("What is the recipe for sourdough bread?", "What does the AI Action Plan say about regulating cryptocurrency exchanges?"):
-        ans = _ask(capsys, shipped_index, q, "--answer-mode", "auto")
+        ans = _ask(cli, capsys, shipped_index, q, "--answer-mode", "auto")
         assert ans["refused"] and ans["citations"] == [] and ans["answer"].startswith("The documents don't say")
         assert ans["passages"]

@@ -15,7 +15,6 @@ import pytest
 
 from rag.errors import ConfigError
 from rag.service import check_upload_content, sanitize_filename
-from rag.types import Answer, Chunk, Citation, Passage
 from ui.render import answer_markdown, sources_html
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,23 +22,15 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def _answer(text="Agencies must act [1]. See also [7].", title="Plan <script>alert(1)</script>", passage_text="Agencies must act quickly & well."):
-    c = Chunk(chunk_id="c1", doc_id="d", source="dir/plan.pdf", title=title, ordinal=0, text=passage_text, char_start=0,
-              char_end=len(passage_text), page=7, page_end=7, section="Pillar I > Open <b>AI</b>", n_tokens=5, embed_text=passage_text, date="2025-07-23")
-    p = Passage(chunk=c, score=0.9, rank=1, scores={"dense": 0.8})
-    return Answer(question="q", text=text, refused=False, mode="auto", produced_by="generative",
-                  citations=(Citation(1, p, "Agencies must act quickly", 0.81),), passages=(p,))
-
-
-def test_answer_markdown_links_and_escapes():
-    md = answer_markdown(_answer(text="Agencies <img src=x onerror=alert(1)> must act [1]. Bogus [7]."))
+def test_answer_markdown_links_and_escapes(make_answer):
+    md = answer_markdown(make_answer(text="Agencies <img src=x onerror=alert(1)> must act [1]. Bogus [7]."))
     assert '<a href="#src-1" class="cite">[1]</a>' in md
     assert "<img" not in md and "&lt;img" in md
     assert "[7]" not in md  # a marker with no citation is not shown as one
 
 
-def test_sources_html_escapes_and_highlights():
-    h = sources_html(_answer())
+def test_sources_html_escapes_and_highlights(make_answer):
+    h = sources_html(make_answer())
     assert 'id="src-1"' in h and 'data-source="dir/plan.pdf"' in h and 'data-page="7"' in h
     assert "<script>" not in h and "&lt;script&gt;" in h and "<b>AI</b>" not in h
     assert "<mark>Agencies must act quickly</mark>" in h and "&amp; well." in h
@@ -84,19 +75,13 @@ def test_upload_content_checks(tmp_path):
 # -- the real server ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(free_port, tmp_path_factory):
     from helpers import write_fixture_corpus
 
     base = tmp_path_factory.mktemp("ui")
     corpus = write_fixture_corpus(base / "corpus")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_CONFIG": str(base / "none.toml"), "HF_HUB_OFFLINE": "1"}
     log = open(base / "serve.log", "w")  # noqa: SIM115 - stays open for the server's lifetime
     proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--corpus", str(corpus), "--index", str(base / "index"),
@@ -122,6 +107,7 @@ def server(tmp_path_factory):
         proc.kill()
 
 
+@pytest.mark.slow
 def test_gradio_client_api(server):
     from gradio_client import Client
 
@@ -134,6 +120,7 @@ def test_gradio_client_api(server):
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian chromium not installed (.ci/run installs it)")
+@pytest.mark.browser
 def test_browser_chat_citations_and_upload(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -179,6 +166,7 @@ def test_browser_chat_citations_and_upload(server, tmp_path):
 # -- the served UI's exposure ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_served_ui_binds_loopback_only(server):
     url, _ = server
     port = int(url.rsplit(":", 1)[1])
@@ -195,6 +183,7 @@ def test_served_ui_binds_loopback_only(server):
         s.connect((ip, port))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["index/CURRENT", "corpus/reports/farm-guidance.docx", "../../../../etc/passwd",
                                   "/etc/passwd", "rag.toml", "pyproject.toml"])
 def test_server_does_not_hand_out_files(server, path):
@@ -217,7 +206,7 @@ def test_exposure_warning():
     from rag.service import exposure_warning
     from rag.settings import Settings
 
-    assert Settings().ui_host == "127.0.0.1"
+    assert Settings().ui.host == "127.0.0.1"
     assert exposure_warning("127.0.0.1", False) is None and exposure_warning("localhost", False) is None
     assert "without a password" in exposure_warning("0.0.0.0", False)
     assert exposure_warning("0.0.0.0", True) is None

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,44 +25,11 @@ def _history_pairs(history: list[dict[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
-def stream_answer(service: RagService, question: str, history: list[dict[str, Any]], **kw: Any) -> Iterator[tuple[str, Any]]:
-    """Yields ("draft", text so far) while the model writes, then ("answer", Answer) or ("error", msg)."""
-    q: queue.Queue[tuple[str, Any]] = queue.Queue()
-    draft: list[str] = []
-
-    def on_token(piece: str) -> None:
-        draft.append(piece)
-        q.put(("draft", "".join(draft)))
-
-    def run() -> None:
-        try:
-            q.put(("answer", service.ask(question, history=_history_pairs(history), on_token=on_token, **kw)))
-        except RagError as e:
-            q.put(("error", str(e)))
-        except Exception as e:  # never leave the user waiting on a dead thread
-            q.put(("error", f"{type(e).__name__}: {e}"))
-
-    threading.Thread(target=run, daemon=True).start()
-    while True:
-        kind, value = q.get()
-        if kind == "draft":
-            while not q.empty():  # coalesce bursts of tokens
-                nxt = q.get()
-                if nxt[0] != "draft":
-                    yield ("draft", value)
-                    yield nxt
-                    return
-                value = nxt[1]
-        yield (kind, value)
-        if kind != "draft":
-            return
-
-
 def build_app(service: RagService) -> gr.Blocks:
     s = service.settings
 
     def doc_choices() -> list[str]:
-        return [d.source for d in service.documents()]
+        return [d.source for d in service.docs()]
 
     with gr.Blocks(title="policy-rag") as demo:
         gr.Markdown("## policy-rag — cited answers from policy documents")
@@ -82,12 +46,12 @@ def build_app(service: RagService) -> gr.Blocks:
                     sources = gr.HTML(elem_id="sources")
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
-                    k = gr.Slider(1, 20, value=s.top_k, step=1, label="passages (k)")
-                    rmode = gr.Radio(["hybrid", "dense", "bm25"], value=s.retrieval_mode, label="retrieval")
-                    amode = gr.Radio(["auto", "extractive", "generative"], value=s.answer_mode, label="answer mode", elem_id="answer-mode")
+                    k = gr.Slider(1, 20, value=s.retrieval.top_k, step=1, label="passages (k)")
+                    rmode = gr.Radio(["hybrid", "dense", "bm25"], value=s.retrieval.mode, label="retrieval")
+                    amode = gr.Radio(["auto", "extractive", "generative"], value=s.answer.mode, label="answer mode", elem_id="answer-mode")
                 with gr.Row():
                     doc_filter = gr.Dropdown(choices=doc_choices(), multiselect=True, label="only these documents", elem_id="doc-filter")
-                    model = gr.Textbox(value=s.llm_model, label="LLM (HF id, folder or .gguf)")
+                    model = gr.Textbox(value=s.llm.model, label="LLM (HF id, folder or .gguf)")
 
         def respond(message: str, history: list[dict[str, Any]], k_: float, rmode_: str, amode_: str, docs_: list[str] | None, model_: str):
             message = (message or "").strip()
@@ -99,7 +63,7 @@ def build_app(service: RagService) -> gr.Blocks:
             yield history, "", gr.update(), ""
             filters = {"source": list(docs_)} if docs_ else None
             kw = dict(k=int(k_), retrieval_mode=rmode_, mode=amode_, filters=filters, model=(model_ or None))
-            for kind, value in stream_answer(service, message, prior, **kw):
+            for kind, value in service.ask_stream(message, history=_history_pairs(prior), **kw):
                 if kind == "draft":
                     history[-1] = {"role": "assistant", "content": draft_markdown(value)}
                     yield history, "", gr.update(), ""
@@ -117,7 +81,7 @@ def build_app(service: RagService) -> gr.Blocks:
         clear.click(lambda: ([], "", "", ""), None, outputs, api_name=False)
 
         with gr.Tab("Documents"):
-            docs_table = gr.Dataframe(headers=DOC_HEADERS, value=documents_rows(service.documents()), interactive=False, elem_id="docs-table")
+            docs_table = gr.Dataframe(headers=DOC_HEADERS, value=documents_rows(service.docs()), interactive=False, elem_id="docs-table")
             with gr.Row():
                 upload = gr.File(label="Add documents (PDF, DOCX, HTML, Markdown, text)", file_count="multiple",
                                  file_types=[".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt"], elem_id="upload")
@@ -130,7 +94,7 @@ def build_app(service: RagService) -> gr.Blocks:
 
         def refreshed(status: str):
             choices = doc_choices()
-            return (status, documents_rows(service.documents()), gr.update(choices=choices),
+            return (status, documents_rows(service.docs()), gr.update(choices=choices),
                     gr.update(choices=choices, value=None), None)
 
         def add_docs(files: list[Any] | None, progress=gr.Progress()):
@@ -166,11 +130,9 @@ def build_app(service: RagService) -> gr.Blocks:
         remove_btn.click(remove_doc, [remove_sel, confirm], doc_outputs, api_name=False).then(lambda: False, None, confirm)
 
         # a plain JSON endpoint for scripts: gradio_client.Client(url).predict(question, ..., api_name="/ask")
-        def api_ask(question: str, k_: float = s.top_k, answer_mode: str = s.answer_mode, filter_json: str = "") -> dict[str, Any]:
+        def api_ask(question: str, k_: float = s.retrieval.top_k, answer_mode: str = s.answer.mode, filter_json: str = "") -> dict[str, Any]:
             filters = json.loads(filter_json) if filter_json else None
-            from rag.retrieve import normalise_filter_obj
-
-            ans = service.ask(question, k=int(k_), mode=answer_mode, filters=normalise_filter_obj(filters) or None)
+            ans = service.ask(question, k=int(k_), mode=answer_mode, filters=filters)
             d = ans.to_dict()
             d["record"]["index"]["folder"] = Path(d["record"]["index"]["folder"]).name  # no server paths to clients
             return d
@@ -178,11 +140,11 @@ def build_app(service: RagService) -> gr.Blocks:
         api_in = [gr.Textbox(visible=False), gr.Number(visible=False), gr.Textbox(visible=False), gr.Textbox(visible=False)]
         api_out = gr.JSON(visible=False)
         gr.Button(visible=False).click(api_ask, api_in, api_out, api_name="ask")
-    demo.queue(default_concurrency_limit=s.ui_concurrency)
+    demo.queue(default_concurrency_limit=s.ui.concurrency)
     return demo
 
 
 def launch(service: RagService, host: str, port: int, share: bool = False, auth: tuple[str, str] | None = None, block: bool = True) -> Any:
     demo = build_app(service)
     return demo.launch(server_name=host, server_port=port, share=share, auth=auth, css=CSS, prevent_thread_lock=not block,
-                       max_file_size=f"{int(service.settings.max_file_mb)}mb", show_error=True, quiet=True)
+                       max_file_size=f"{int(service.settings.ingest.max_file_mb)}mb", show_error=True, quiet=True)

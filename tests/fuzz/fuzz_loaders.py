@@ -16,7 +16,8 @@ import atheris
 
 with atheris.instrument_imports(include=["rag", "bs4", "docx", "yaml"]):
     from rag.errors import IngestError
-    from rag.ingest import Limits, load_document
+    from rag.ingest.files import Limits
+    from rag.ingest.load import load_document
 
 EXTS = [".pdf", ".docx", ".html", ".md", ".txt"]
 LIMITS = Limits(max_pages=200, max_unzipped_bytes=20 * 1024 * 1024)

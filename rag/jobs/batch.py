@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .faults import checkpoint
+from rag.errors import ConfigError
+from rag.faults import checkpoint
+from rag.retrieve.filters import normalise_filter_obj
 
 FORMATS = (".txt", ".csv", ".xlsx", ".jsonl")
 FLAT_COLUMNS = ["id", "question", "answer", "refused", "produced_by", "citations", "sources", "retrieve_s", "generate_s", "total_s", "error"]
@@ -377,3 +378,28 @@ def run_batch(
     writer.finish()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def read_queries(path: Path) -> list[tuple[str, Any]]:
+    """`rag search --queries`: one query a line, or JSONL objects with "question" and an optional "filter"."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read queries file {path}: {e}") from None
+    out: list[tuple[str, Any]] = []
+    jsonl = path.suffix.lower() in (".jsonl", ".json") or raw.lstrip().startswith("{")
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        if jsonl:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            q = obj.get("question") if isinstance(obj, dict) else None
+            if not isinstance(q, str) or not q.strip():
+                raise ConfigError(f'{path}:{n}: needs a non-empty "question" string')
+            out.append((q, normalise_filter_obj(obj.get("filter"))))
+        else:
+            out.append((line.strip(), None))
+    return out

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .chunk import split_sentences
-from .lexical import lexical_tokens
-from .types import Passage
+from rag.text.lexical import lexical_tokens
+from rag.text.sentences import split_sentences
+from rag.types import Passage
 
 REFUSAL_SENTENCE = "I cannot answer from the documents."
 

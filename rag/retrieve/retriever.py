@@ -16,103 +16,35 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, ModelLoadError
-from .settings import Settings
-from .store import IndexStore
-from .types import Passage
+from rag.errors import ConfigError
+from rag.index.chunk import chunk_signature
+from rag.index.reader import IndexStore
+from rag.retrieve.filters import Filters
+from rag.retrieve.fusion import convex_fusion, dedupe, rrf
+from rag.retrieve.rerank import Reranker
+from rag.settings import Settings
+from rag.types import Passage
 
-Filters = dict[str, list[str]]
 MODES = ("dense", "bm25", "hybrid")
-
-
-def parse_filters(items: Sequence[str] | None) -> Filters:
-    """['source=x.pdf', 'title=Plan'] -> {'source': ['x.pdf'], 'title': ['Plan']} (repeated keys OR)."""
-    out: Filters = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"bad --filter '{item}': use KEY=VALUE, e.g. source=omb/M-24-10.pdf")
-        k, v = item.split("=", 1)
-        k, v = k.strip(), v.strip()
-        if not k or not v:
-            raise ConfigError(f"bad --filter '{item}': key and value must be non-empty")
-        out.setdefault(k, []).append(v)
-    return out
-
-
-def normalise_filter_obj(obj: object) -> Filters:
-    """A JSON filter object ({"source": "x"} or {"source": ["x", "y"]}) -> Filters."""
-    if obj is None:
-        return {}
-    if not isinstance(obj, dict):
-        raise ConfigError(f"filter must be a JSON object, got {type(obj).__name__}")
-    return {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in obj.items()}
-
-
-def rrf(rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
-    """Weighted reciprocal rank fusion of id rankings -> [(id, score)] best first (ties keep first-seen order)."""
-    scores: dict[int, float] = {}
-    for n, ranking in enumerate(rankings):
-        w = weights[n] if weights else 1.0
-        for r, i in enumerate(ranking):
-            scores[i] = scores.get(i, 0.0) + w / (k + r + 1)
-    return sorted(scores.items(), key=lambda x: -x[1])
-
-
-def convex_fusion(dense: dict[int, float], lexical: dict[int, float], alpha: float) -> list[tuple[int, float]]:
-    """alpha * dense + (1 - alpha) * BM25, each min-max normalised over the query's candidates.
-
-    Keeps dense's order where BM25 has nothing to say, while an exact lexical match lifts a passage.
-    With alpha 0.8 it ties dense on PolicyQA but falls well behind BM25 on ObliQA; RRF stays within
-    1-2 points of the better retriever on both, so RRF is the default (benchmarks/RESULTS.md).
-    """
-
-    def norm(x: dict[int, float]) -> dict[int, float]:
-        if not x:
-            return {}
-        lo, hi = min(x.values()), max(x.values())
-        return {k: (v - lo) / (hi - lo) if hi > lo else 1.0 for k, v in x.items()}
-
-    dn, bn = norm(dense), norm(lexical)
-    ids = list(dict.fromkeys([*dense, *lexical]))
-    scores = {i: alpha * dn.get(i, 0.0) + (1 - alpha) * bn.get(i, 0.0) for i in ids}
-    return sorted(scores.items(), key=lambda x: -x[1])
-
-
-def dedupe(passages: Sequence[Passage]) -> list[Passage]:
-    """Drop a passage whose span overlaps a better-ranked one of the same document by over half."""
-    kept: list[Passage] = []
-    for p in passages:
-        c = p.chunk
-        clash = False
-        for q in kept:
-            d = q.chunk
-            if d.source == c.source:
-                inter = min(c.char_end, d.char_end) - max(c.char_start, d.char_start)
-                if inter > 0.5 * min(c.char_end - c.char_start, d.char_end - d.char_start):
-                    clash = True
-                    break
-        if not clash:
-            kept.append(p)
-    return kept
 
 
 @dataclass
 class Retriever:
     store: IndexStore
-    embedder: Any  # rag.embed.Embedder (duck-typed so tests may wrap it)
+    embedder: Any  # rag.index.embed.Embedder (duck-typed so tests may wrap it)
     settings: Settings = field(default_factory=Settings)
     _reranker: Any = None
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def open(cls, settings: Settings, embedder: Any | None = None) -> Retriever:
-        store = IndexStore.open(Path(settings.index), settings.embedding_model, settings.chunk_config())
-        store.set_search_params(settings.hnsw_ef_search, settings.ivf_nprobe)
+        store = IndexStore.open(Path(settings.index), settings.embedding.model, chunk_signature(settings.chunking))
+        store.set_search_params(settings.faiss.hnsw_ef_search, settings.faiss.ivf_nprobe)
         _ = store.bm25  # now, while this generation's files surely exist
         if embedder is None:
-            from .embed import get_embedder
+            from rag.index.embed import get_embedder
 
-            embedder = get_embedder(settings.embedding_model, settings.device, settings.embed_batch_size)
+            embedder = get_embedder(settings.embedding.model, settings.embedding.device, settings.embedding.batch_size)
         return cls(store, embedder, settings)
 
     def refresh(self) -> bool:
@@ -126,8 +58,8 @@ class Retriever:
         with self._refresh_lock:
             if not self.store.is_stale():
                 return False
-            new = IndexStore.open(self.store.index_dir, self.settings.embedding_model, self.settings.chunk_config())
-            new.set_search_params(self.settings.hnsw_ef_search, self.settings.ivf_nprobe)
+            new = IndexStore.open(self.store.index_dir, self.settings.embedding.model, chunk_signature(self.settings.chunking))
+            new.set_search_params(self.settings.faiss.hnsw_ef_search, self.settings.faiss.ivf_nprobe)
             _ = new.bm25  # loaded before anyone reads it: a later build may delete this generation's files
             self.store = new  # the old generation closes when its last reader lets go of it
         return True
@@ -156,19 +88,19 @@ class Retriever:
         """
         s = self.settings
         store = store or self.store
-        k = k or s.top_k
-        mode = mode or s.retrieval_mode
+        k = k or s.retrieval.top_k
+        mode = mode or s.retrieval.mode
         if mode not in MODES:
             raise ConfigError(f"unknown retrieval mode '{mode}' (use dense, bm25 or hybrid)")
-        rerank = (s.reranker is not None) if rerank is None else rerank
-        dedupe_hits = s.dedupe if dedupe_hits is None else dedupe_hits
-        expand = s.expand_neighbours if expand is None else expand
+        rerank = (s.retrieval.reranker is not None) if rerank is None else rerank
+        dedupe_hits = s.retrieval.dedupe if dedupe_hits is None else dedupe_hits
+        expand = s.retrieval.expand_neighbours if expand is None else expand
         if not queries:
             return []
         per_query = list(filters) if isinstance(filters, list) else [filters] * len(queries)
         clean = [re.sub(r"\s+", " ", q).strip() for q in queries]
         qvecs = self.embedder.encode(clean)
-        n_cand = max(k, s.candidates) if (mode == "hybrid" or rerank or dedupe_hits) else k
+        n_cand = max(k, s.retrieval.candidates) if (mode == "hybrid" or rerank or dedupe_hits) else k
         results: list[list[Passage]] = [[] for _ in queries]
         groups: dict[str, list[int]] = {}
         for i, f in enumerate(per_query):
@@ -196,16 +128,16 @@ class Retriever:
                     # an exact reference ("M-24-10", "Sec. 4.6", "14110") found in the index is
                     # something embeddings blur and BM25 gets right: let BM25 count more then
                     ident = self._has_known_identifier(store, clean[qi])
-                    if s.fusion == "rrf":
-                        fused = rrf([dense_rank[row], bm_rank], s.rrf_k, [1.0, 2.0 if ident else 1.0])
+                    if s.retrieval.fusion == "rrf":
+                        fused = rrf([dense_rank[row], bm_rank], s.retrieval.rrf_k, [1.0, 2.0 if ident else 1.0])
                     else:
-                        alpha = min(s.fusion_alpha, 0.5) if ident else s.fusion_alpha
+                        alpha = min(s.retrieval.fusion_alpha, 0.5) if ident else s.retrieval.fusion_alpha
                         fused = convex_fusion(dense_scores[row], bm_scores, alpha)
                 results[qi] = self._passages(store, fused, qvecs[qi], bm_scores, dense_rank[row], bm_rank, mode)
         out = []
         for q, hits in zip(clean, results, strict=True):
             if rerank and hits:
-                hits = self._rerank(q, hits[: s.rerank_top])
+                hits = self._rerank(q, hits[: s.retrieval.rerank_top])
             if dedupe_hits:
                 hits = dedupe(hits)
             hits = [replace(p, rank=i + 1) for i, p in enumerate(hits[:k])]
@@ -217,7 +149,7 @@ class Retriever:
     # -- internals ---------------------------------------------------------------------------
 
     def _has_known_identifier(self, store: IndexStore, query: str) -> bool:
-        from .lexical import identifiers
+        from rag.text.lexical import identifiers
 
         vocab = store.bm25[0].vocab_dict
         return any(t in vocab for t in identifiers(query))
@@ -248,12 +180,5 @@ class Retriever:
 
     def _rerank(self, query: str, hits: list[Passage]) -> list[Passage]:
         if self._reranker is None:
-            try:
-                from sentence_transformers import CrossEncoder
-
-                self._reranker = CrossEncoder(self.settings.reranker, device=self.embedder.device if hasattr(self.embedder, "device") else None)
-            except Exception as e:
-                raise ModelLoadError(f"cannot load reranker '{self.settings.reranker}': {e}") from None
-        scores = self._reranker.predict([(query, p.chunk.text) for p in hits], show_progress_bar=False)
-        order = np.argsort(-np.asarray(scores), kind="stable")
-        return [replace(hits[i], score=float(scores[i]), scores={**hits[i].scores, "rerank": float(scores[i])}) for i in order]
+            self._reranker = Reranker(self.settings.retrieval.reranker, getattr(self.embedder, "device", None))  # type: ignore[arg-type]
+        return self._reranker.rerank(query, hits)

@@ -20,15 +20,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
+from rag.errors import ModelLoadError
+from rag.settings import default_cache_dir
 
 DEFAULT_LLM = "smollm2"
 _SMOL_ALIASES = {"smollm2", "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "default"}
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("RAG_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "policy-rag")
-    return Path(base)
 
 
 def shipped_gguf() -> Path:
@@ -59,11 +55,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[-120:]
 
 
-def _converted_copy(folder: str, gguf: str, dtype: Any) -> Path:
+def _converted_copy(folder: str, gguf: str, dtype: Any, cache: Path) -> Path:
     """Convert a GGUF model to a transformers folder once; reuse the cached copy afterwards."""
     src = Path(folder) / gguf
     st = src.stat()
-    target = cache_dir() / "models" / f"{_slug(src.stem)}-{st.st_size}"
+    target = cache / "models" / f"{_slug(src.stem)}-{st.st_size}"
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,12 +102,13 @@ class GenerationResult:
 
 
 class Generator:
-    def __init__(self, name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "auto", threads: int = 0) -> None:
+    def __init__(self, name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "auto", threads: int = 0,
+                 cache_dir: Path | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        from .embed import resolve_device
+        from rag.index.embed import resolve_device
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
@@ -135,7 +132,7 @@ class Generator:
             if gguf:
                 if name in _SMOL_ALIASES:
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                folder, gguf = str(_converted_copy(folder, gguf, torch.float32)), None
+                folder, gguf = str(_converted_copy(folder, gguf, torch.float32, cache_dir or default_cache_dir())), None
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
             self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=tdtype)
         except ModelLoadError:
@@ -201,7 +198,7 @@ class Generator:
         return results
 
     def prompt_text(self, messages: list[dict[str, str]]) -> str:
-        from .prompts import neutralise_special_tokens
+        from rag.answer.prompts import neutralise_special_tokens
 
         tok = self.tokenizer
         specials = list(tok.all_special_tokens) + [t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if t.special]
@@ -255,6 +252,6 @@ class Generator:
 
 
 @lru_cache(maxsize=2)
-def get_generator(name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "auto") -> Generator:
+def get_generator(name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "auto", cache_dir: Path | None = None) -> Generator:
     """One loaded model per (name, device, dtype) per process."""
-    return Generator(name, device, dtype)
+    return Generator(name, device, dtype, cache_dir=cache_dir)

@@ -14,20 +14,30 @@ import bisect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .types import Chunk, Document, Heading, content_hash
+from rag.text.lexical import LEXICAL_VERSION
+from rag.text.sentences import split_sentences, strip_span
+from rag.types import Chunk, Document, Heading, content_hash
 
 CHUNKER_VERSION = 1
 
+
+def chunk_signature(chunking: Any) -> dict[str, Any]:
+    """The settings (`Settings.chunking`) and code versions that shape chunks and BM25 tokens.
+
+    Stored in the manifest: an index built with another signature must be rebuilt.
+    """
+    return {
+        "lexical_version": LEXICAL_VERSION,
+        "chunk_tokens": chunking.tokens,
+        "chunk_overlap": chunking.overlap,
+        "max_header_tokens": chunking.max_header_tokens,
+        "chunker_version": CHUNKER_VERSION,
+    }
+
 # text -> list of (start, end) character spans of its tokens, special tokens excluded
 TokenSpans = Callable[[str], Sequence[tuple[int, int]]]
-
-_ABBREV = r"(?<!\bSec)(?<!\bNo)(?<!\bU\.S)(?<!\be\.g)(?<!\bi\.e)(?<!\bMr)(?<!\bMs)(?<!\bDr)(?<!\bvs)(?<!\bal)(?<!\bFig)(?<!\bArt)(?<!\bp)(?<!\bpp)(?<!\bSt)(?<!\bInc)(?<!\bCo)(?<!\bv)"
-_SENT_END = re.compile(
-    _ABBREV
-    + r"[.!?][\"”’)\]]*\s+(?=[\"“(\[]?[A-Z0-9•])|\n(?=\s*(?:[•·▪\-–*]|\(?[a-z0-9ivx]{1,4}\)|\d+\.)\s)|;\s*\n"
-)
-
 
 @dataclass(frozen=True)
 class ChunkConfig:
@@ -91,37 +101,13 @@ class _Counter:
         return self.ends[idx] if idx >= lo else a
 
 
-def _strip_span(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return a, b
-
-
-def split_sentences(text: str, a: int, b: int) -> list[tuple[int, int]]:
-    """Sentence spans (stripped) of text[a:b]."""
-    spans = []
-    start = a
-    for m in _SENT_END.finditer(text, a, b):
-        end = m.start() + len(m.group(0).rstrip())
-        s, e = _strip_span(text, start, end)
-        if e > s:
-            spans.append((s, e))
-        start = m.end()
-    s, e = _strip_span(text, start, b)
-    if e > s:
-        spans.append((s, e))
-    return spans
-
-
 def _units(text: str, a: int, b: int, counter: _Counter, budget: int) -> list[tuple[int, int]]:
     """Paragraphs split into sentences, over-long sentences split into token windows."""
     units: list[tuple[int, int]] = []
     para_starts = [a] + [m.end() for m in re.finditer(r"\n[ \t]*\n", text[a:b])]
     bounds = [a + 0] + [a + p for p in para_starts[1:]] + [b]
     for i in range(len(bounds) - 1):
-        pa, pb = _strip_span(text, bounds[i], bounds[i + 1])
+        pa, pb = strip_span(text, bounds[i], bounds[i + 1])
         if pb <= pa:
             continue
         for sa, sb in split_sentences(text, pa, pb):
@@ -137,10 +123,10 @@ def _units(text: str, a: int, b: int, counter: _Counter, budget: int) -> list[tu
                     cut = counter.cut_after(sa, max(1, budget - 3))
                 if cut <= sa:
                     break
-                ca, cb = _strip_span(text, sa, cut)
+                ca, cb = strip_span(text, sa, cut)
                 if cb > ca:
                     units.append((ca, cb))
-                sa, _ = _strip_span(text, cut, sb)
+                sa, _ = strip_span(text, cut, sb)
             if sb > sa:
                 units.append((sa, sb))
     return units
@@ -258,7 +244,7 @@ def _make_chunks(doc: Document, spans: list[tuple[int, int, str, str]], tokenize
             mid = (a + b) // 2
             ws = doc.text.rfind(" ", a + (b - a) // 4, mid)
             mid = ws if ws > a else mid
-            for x, y in (_strip_span(doc.text, a, mid), _strip_span(doc.text, mid, b)):
+            for x, y in (strip_span(doc.text, a, mid), strip_span(doc.text, mid, b)):
                 if y > x:
                     nxt.append(((x, y, path, head), None))
         todo = [sp for sp, n in nxt if n is None]

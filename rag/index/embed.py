@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelLoadError
-from .settings import DEFAULT_EMBEDDING_MODEL
+from rag.errors import ModelLoadError
+from rag.settings import DEFAULT_EMBEDDING_MODEL
 
 _ALIASES = {DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2", "default"}
 

@@ -1,0 +1,269 @@
+"""Grounded answers: retrieval -> (LLM draft) -> post-hoc attribution -> cited answer or refusal.
+
+Refusal is decided from the evidence (retrieval similarity, support), whatever the model wrote.
+Answer modes: `extractive` quotes the best supporting sentences of the top passages (no LLM);
+`generative` is the LLM answer after attribution; `auto` is generative with unsupported sentences
+removed, falling back to the extractive answer when too little supported text remains.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.answer.attribution import attribute, drop_off_topic
+from rag.answer.evidence import Evidence, prefetch_evidence
+from rag.answer.extractive import extractive
+from rag.answer.markers import is_refusal, render
+from rag.answer.prompts import build_messages, condense_query
+from rag.errors import ConfigError
+from rag.index.chunk import chunk_signature
+from rag.settings import AnswerSettings
+from rag.text.lexical import unknown_terms
+from rag.types import Answer, AnswerSentence, Citation, Passage
+
+ANSWER_MODES = ("generative", "extractive", "auto")
+REFUSAL_TEXT = "The documents don't say. The closest passages are listed below."
+
+
+
+@dataclass
+class _Pending:
+    """An answer waiting for the model's draft (lets batch runs generate many drafts at once)."""
+
+    question: str
+    cfg: AnswerConfig
+    passages: list[Passage]
+    prompt_passages: list[Passage]
+    messages: list[dict[str, str]]
+    timings: dict[str, Any]
+    record: dict[str, Any]
+    evidence: Evidence
+    ext_sents: list[AnswerSentence]
+    ext_quotes: dict[int, tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    """One request's answer settings: the `answer` settings group with the request's mode and k."""
+
+    opts: AnswerSettings
+    mode: str
+    k: int
+    max_new_tokens: int
+    prompt_passages: int
+
+    def __post_init__(self) -> None:
+        if self.mode not in ANSWER_MODES:
+            raise ConfigError(f"unknown answer mode '{self.mode}' (use generative, extractive or auto)")
+
+
+class Answerer:
+    """Retriever + embedder + (lazily) the LLM. Thread-safe for concurrent questions."""
+
+    def __init__(self, retriever: Any, settings: Any, generator: Any = None) -> None:
+        self.retriever = retriever
+        self.settings = settings
+        self._generator = generator  # an injected generator serves settings.llm.model
+
+    @property
+    def embedder(self) -> Any:
+        return self.retriever.embedder
+
+    def generator(self, model: str | None = None) -> Any:
+        name = model or self.settings.llm.model
+        if self._generator is not None and name == self.settings.llm.model:
+            return self._generator
+        from rag.answer.generate import get_generator
+
+        gen = get_generator(name, self.settings.llm.device, self.settings.llm.dtype, Path(self.settings.cache_dir))
+        if name == self.settings.llm.model:
+            self._generator = gen
+        return gen
+
+    def config(self, **overrides: Any) -> AnswerConfig:
+        s = self.settings
+        base: dict[str, Any] = dict(mode=s.answer.mode, k=s.retrieval.top_k, max_new_tokens=s.llm.max_new_tokens,
+                                    prompt_passages=s.retrieval.top_k)
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return AnswerConfig(opts=s.answer, **base)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[Any] = (),
+        filters: Any = None,
+        mode: str | None = None,
+        k: int | None = None,
+        model: str | None = None,
+        retrieval_mode: str | None = None,
+        on_token: Callable[[str], None] | None = None,
+        passages: Sequence[Passage] | None = None,
+    ) -> Answer:
+        question = " ".join(question.split())
+        if not question:
+            raise ConfigError("the question is empty")
+        cfg = self.config(mode=mode, k=k)
+        t0 = time.perf_counter()
+        query = condense_query(history, question)
+        store = self.retriever.store  # one generation for the whole answer, whatever a build publishes meanwhile
+        if passages is None:
+            passages = self.retriever.search([query], cfg.k, filters or None, mode=retrieval_mode, store=store)[0]
+        state = self._prepare(question, query, cfg, passages, time.perf_counter() - t0, filters, retrieval_mode, model,
+                              store=store)
+        if isinstance(state, Answer):
+            return state
+        result = self.generator(model).generate(state.messages, cfg.max_new_tokens, on_token=on_token)
+        return self._complete(state, result)
+
+    def ask_many(
+        self,
+        questions: Sequence[str],
+        *,
+        filters: Sequence[Any] | Any = None,
+        mode: str | None = None,
+        k: int | None = None,
+        model: str | None = None,
+        retrieval_mode: str | None = None,
+        batch_size: int = 8,
+    ) -> list[Answer | Exception]:
+        """Many questions at once: one batched retrieval, batched generation. Same answers as `ask`.
+
+        A question that fails yields its exception in place of an answer; the others go on.
+        """
+        cfg = self.config(mode=mode, k=k)
+        qs = [" ".join(q.split()) for q in questions]
+        per_filter = list(filters) if isinstance(filters, list) else [filters] * len(qs)
+        t0 = time.perf_counter()
+        store = self.retriever.store
+        hits = self.retriever.search(qs, cfg.k, [f or None for f in per_filter], mode=retrieval_mode, store=store)
+        t_ret = (time.perf_counter() - t0) / max(1, len(qs))
+        out: list[Answer | Exception | _Pending] = []
+        ev_cache: dict[str, Any] = {}
+        prefetch_evidence(hits, self.embedder, ev_cache)
+        for q, f, h in zip(qs, per_filter, hits, strict=True):
+            try:
+                if not q:
+                    raise ConfigError("the question is empty")
+                out.append(self._prepare(q, q, cfg, h, t_ret, f, retrieval_mode, model, ev_cache, store=store))
+            except Exception as e:  # recorded per question
+                out.append(e)
+        pending = [i for i, x in enumerate(out) if isinstance(x, _Pending)]
+        if pending:
+            gen = self.generator(model)
+            for start in range(0, len(pending), max(1, batch_size)):
+                idx = pending[start : start + batch_size]
+                try:
+                    if hasattr(gen, "generate_batch") and len(idx) > 1:
+                        results = gen.generate_batch([out[i].messages for i in idx], cfg.max_new_tokens)  # type: ignore[union-attr]
+                    else:
+                        results = [gen.generate(out[i].messages, cfg.max_new_tokens) for i in idx]  # type: ignore[union-attr]
+                    for i, r in zip(idx, results, strict=True):
+                        out[i] = self._complete(out[i], r)  # type: ignore[arg-type]
+                except Exception as e:
+                    for i in idx:
+                        out[i] = e
+        return out  # type: ignore[return-value]
+
+    def _prepare(self, question: str, query: str, cfg: AnswerConfig, passages: Sequence[Passage], t_retrieve: float,
+                 filters: Any, retrieval_mode: str | None, model: str | None, evidence_cache: dict[str, Any] | None = None,
+                 store: Any = None) -> Answer | _Pending:
+        """Everything before generation; returns a final Answer when no LLM is needed."""
+        store = store or self.retriever.store
+        timings: dict[str, Any] = {"retrieve_s": t_retrieve}
+        record = self._record(question, query, cfg, filters, retrieval_mode, store)
+        best_sim = max((p.scores.get("dense", p.score) for p in passages), default=0.0)
+        unknown = unknown_terms(question, store.bm25[0].vocab_dict)
+        record["evidence"] = {"best_similarity": round(best_sim, 4), "unknown_terms": unknown}
+        if not passages or best_sim < cfg.opts.refusal_threshold:
+            return self._refusal(question, cfg, passages, timings, record, "no passage is similar enough to the question")
+        if unknown and best_sim < cfg.opts.unknown_term_similarity:
+            return self._refusal(question, cfg, passages, timings, record, f"the documents never mention: {', '.join(unknown)}")
+
+        t1 = time.perf_counter()
+        ev = Evidence(passages, self.embedder, cache=evidence_cache, dense_weight=cfg.opts.support_dense_weight)
+        ext_sents, ext_quotes, ext_best = extractive(question, passages, self.embedder, evidence=ev, opts=cfg.opts)
+        record["evidence"]["best_sentence"] = round(ext_best, 4)
+        timings["attribute_s"] = time.perf_counter() - t1
+        if cfg.mode == "extractive" or (cfg.mode == "auto" and ext_best < cfg.opts.extractive_threshold):
+            if ext_best < cfg.opts.extractive_threshold or not ext_sents:
+                return self._refusal(question, cfg, passages, timings, record, "no sentence of the passages matches the question")
+            return self._finish(question, cfg, passages, ext_sents, ext_quotes, "extractive", timings, record, None)
+        record["settings"]["llm_model"] = model or self.settings.llm.model
+        prompt_passages = list(passages[: cfg.prompt_passages])
+        messages = build_messages(question, prompt_passages, cfg.opts.max_chars_per_passage)
+        return _Pending(question, cfg, list(passages), prompt_passages, messages, timings, record, ev, ext_sents, ext_quotes)
+
+    def _complete(self, st: _Pending, result: Any) -> Answer:
+        """Attribution and the mode's decision, given the model's draft."""
+        cfg, timings, record = st.cfg, st.timings, st.record
+        timings.update(generate_s=result.generate_s, first_token_s=result.first_token_s, tokens=result.tokens,
+                       prompt_tokens=result.prompt_tokens, tokens_per_s=result.tokens_per_s)
+        record["model_output"] = result.text
+        t2 = time.perf_counter()
+        sents, quotes = attribute(result.text, st.prompt_passages, self.embedder, cfg.opts.support_threshold, st.evidence)
+        sents, off_topic = drop_off_topic(sents, st.question, st.evidence, self.embedder, cfg.opts.off_topic_ratio)
+        if off_topic:
+            record["off_topic_sentences"] = off_topic
+        timings["attribute_s"] = timings.get("attribute_s", 0.0) + time.perf_counter() - t2
+        model_refused = is_refusal(result.text)
+        q, passages = st.question, st.passages
+        if cfg.mode == "generative":
+            if model_refused or not any(s.supported for s in sents):
+                why = "the model found no answer in the passages" if model_refused else "no sentence of the model's answer is supported by the passages"
+                return self._refusal(q, cfg, passages, timings, record, why)
+            return self._finish(q, cfg, passages, sents, quotes, "generative", timings, record, None)
+        # auto
+        supported = [s for s in sents if s.supported]
+        dropped = len(sents) - len(supported)
+        if model_refused or sum(len(s.text) for s in supported) < cfg.opts.min_supported_chars:
+            if not st.ext_sents:
+                return self._refusal(q, cfg, passages, timings, record, "no supported answer")
+            note = "extractive answer: the model's draft was not supported by the passages"
+            return self._finish(q, cfg, passages, st.ext_sents, st.ext_quotes, "extractive", timings, record, note)
+        note = f"{dropped} unsupported sentence(s) of the model's draft removed" if dropped else None
+        used = {n for s in supported for n in s.citations}
+        return self._finish(q, cfg, passages, supported, {n: x for n, x in quotes.items() if n in used}, "generative", timings, record, note)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _record(self, question: str, query: str, cfg: AnswerConfig, filters: Any, retrieval_mode: str | None,
+                store: Any) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "retrieval_query": query,
+            "filters": filters or {},
+            "index": {"folder": str(store.index_dir), "generation": store.generation.name, "index_id": store.index_id,
+                      "embedding_model": store.manifest.embedding.model},
+            "settings": {
+                "answer_mode": cfg.mode, "k": cfg.k, "retrieval_mode": retrieval_mode or s.retrieval.mode,
+                "reranker": s.retrieval.reranker, "refusal_threshold": cfg.opts.refusal_threshold,
+                "extractive_threshold": cfg.opts.extractive_threshold, "support_threshold": cfg.opts.support_threshold,
+                "unknown_term_similarity": cfg.opts.unknown_term_similarity,
+                "max_new_tokens": cfg.max_new_tokens, "llm_model": s.llm.model, "chunking": chunk_signature(s.chunking),
+            },
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def _finish(self, question: str, cfg: AnswerConfig, passages: Sequence[Passage], sents: Sequence[AnswerSentence],
+                quotes: dict[int, tuple[str, float]], produced_by: str, timings: dict[str, Any], record: dict[str, Any],
+                note: str | None) -> Answer:
+        cited = sorted({n for s in sents for n in s.citations})
+        citations = tuple(Citation(n=n, passage=passages[n - 1], quote=quotes.get(n, ("", 0.0))[0], support=quotes.get(n, ("", 0.0))[1]) for n in cited)
+        timings["total_s"] = sum(v for k, v in timings.items() if k.endswith("_s") and k not in ("first_token_s", "total_s"))
+        model = record["settings"]["llm_model"] if produced_by == "generative" else None
+        return Answer(question=question, text=render(sents), refused=False, mode=cfg.mode, produced_by=produced_by,
+                      citations=citations, passages=tuple(passages), sentences=tuple(sents), model=model,
+                      index_id=record["index"]["index_id"], note=note, timings=timings, record=record)
+
+    def _refusal(self, question: str, cfg: AnswerConfig, passages: Sequence[Passage], timings: dict[str, Any],
+                 record: dict[str, Any], why: str) -> Answer:
+        record["refusal_reason"] = why
+        timings["total_s"] = sum(v for k, v in timings.items() if k.endswith("_s") and k not in ("first_token_s", "total_s"))
+        return Answer(question=question, text=REFUSAL_TEXT, refused=True, mode=cfg.mode, produced_by="refusal",
+                      citations=(), passages=tuple(passages), model=None, index_id=record["index"]["index_id"],
+                      note=why, timings=timings, record=record)

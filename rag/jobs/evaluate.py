@@ -1,0 +1,125 @@
+"""`rag eval`: build (or reuse) the dataset's index, measure retrieval for each mode, and answers,
+citations and refusals for each answer mode; write the report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.jobs.datasets import (
+    EvalQuestion,
+    cross_scope_unanswerables,
+    guess_format,
+    is_hit,
+    prepare_dataset,
+    sample_questions,
+)
+from rag.jobs.metrics import exact_match, retrieval_metrics, token_f1
+from rag.jobs.report import write_report
+
+
+def evaluate_retrieval(retriever: Any, questions: Sequence[EvalQuestion], mode: str, k: int = 10, batch: int = 256) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Metrics and per-question rows for one retrieval mode (answerable questions only)."""
+    qs = [q for q in questions if q.answerable]
+    rows: list[tuple[list[bool], int]] = []
+    per_q: list[dict[str, Any]] = []
+    for i in range(0, len(qs), batch):
+        part = qs[i : i + batch]
+        results = retriever.search([q.question for q in part], k, [q.filter for q in part], mode=mode, expand=0)
+        for q, hits in zip(part, results, strict=True):
+            flags = [is_hit(q, h.chunk.source, h.chunk.text) for h in hits]
+            n_rel = max(1, len(q.gold_passages) or len(q.gold_sources) or 1)
+            rows.append((flags, n_rel))
+            per_q.append({"id": q.id, "question": q.question, "hits": flags, "rank": (flags.index(True) + 1) if any(flags) else None,
+                          "retrieved": [{"source": h.chunk.source, "label": h.chunk.label, "score": round(h.score, 4)} for h in hits[:5]]})
+    return retrieval_metrics(rows), per_q
+
+
+def evaluate_answers(answerer: Any, questions: Sequence[EvalQuestion], answer_mode: str, k: int, on_step: Any = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    rows = []
+    for q in questions:
+        a = answerer.ask(q.question, mode=answer_mode, k=k, filters=q.filter)
+        pred = "" if a.refused else _strip(a.text)
+        sents = a.sentences
+        cited = [c for c in a.citations]
+        gold_cited = [c for c in cited if q.gold_sources and c.passage.chunk.source in q.gold_sources]
+        rows.append({
+            "id": q.id, "question": q.question, "answerable": q.answerable, "answer": a.text, "refused": a.refused,
+            "produced_by": a.produced_by, "em": exact_match(pred, q.answers) if q.answers else None,
+            "f1": token_f1(pred, q.answers) if q.answers else None,
+            "citations": len(cited),
+            "citation_precision": (sum(c.support >= answerer.settings.answer.support_threshold for c in cited) / len(cited)) if cited else None,
+            "citation_gold_precision": (len(gold_cited) / len(cited)) if (cited and q.gold_sources) else None,
+            "citation_recall": (sum(bool(s.citations) for s in sents) / len(sents)) if sents else None,
+            "best_similarity": a.record.get("evidence", {}).get("best_similarity"),
+            "latency_s": a.timings.get("total_s"),
+        })
+        if on_step:
+            on_step()
+
+    def mean(key: str, pred: Any = None) -> float | None:
+        vals = [r[key] for r in rows if r[key] is not None and (pred is None or pred(r))]
+        return sum(vals) / len(vals) if vals else None
+
+    ans = [r for r in rows if r["answerable"]]
+    una = [r for r in rows if not r["answerable"]]
+    metrics = {
+        "exact_match": mean("em", lambda r: r["answerable"]), "f1": mean("f1", lambda r: r["answerable"]),
+        "citation_precision": mean("citation_precision"), "citation_gold_precision": mean("citation_gold_precision"),
+        "citation_recall": mean("citation_recall"),
+        "refusal_accuracy": (sum(r["refused"] for r in una) / len(una)) if una else None,
+        "false_refusal_rate": (sum(r["refused"] for r in ans) / len(ans)) if ans else None,
+        "answered": float(sum(not r["refused"] for r in rows)), "questions": float(len(rows)),
+    }
+    return metrics, rows
+
+
+def run_eval(dataset: Path, fmt: str | None, settings: Any, *, modes: Sequence[str] = ("hybrid",), answer_modes: Sequence[str] = (),
+             limit: int | None = None, seed: int = 0, out: Path, reporter: Any = None, progress: Any = None, embedder: Any = None) -> tuple[list[Path], dict[str, Any]]:
+    """Returns the report's files (report.md first) and the metrics written to metrics.json."""
+    from rag.index.build import build_index
+    from rag.retrieve.retriever import Retriever
+
+    fmt = fmt or guess_format(dataset)
+    evalset, s = prepare_dataset(Path(dataset), fmt, settings, Path(settings.cache_dir))
+    if evalset.corpus is not None:
+        build_index(s, reporter=reporter, embedder=embedder)
+    questions = sample_questions(evalset.questions, limit, seed)
+    if fmt == "squad":  # unanswerable: the same questions scoped to another policy
+        questions += cross_scope_unanswerables(questions, max(1, len(questions) // 5), seed)
+    retriever = Retriever.open(s, embedder)
+    retrieval: dict[str, dict[str, Any]] = {}
+    per_q: list[dict[str, Any]] = []
+    answerable = [q for q in questions if q.answerable]
+    for mode in modes:
+        m, rows = evaluate_retrieval(retriever, answerable, mode, k=10)
+        curve = {}
+        for kk in (1, 2, 3, 5, 10):
+            curve[str(kk)] = sum(1 for r in rows if r["rank"] and r["rank"] <= kk) / max(1, len(rows))
+        m["curve"] = curve  # type: ignore[assignment]
+        retrieval[mode] = m
+        per_q += [{**r, "mode": mode, "answerable": True} for r in rows]
+        if progress:
+            progress(len(answerable), f"retrieval {mode}")
+    # best similarity for answerable vs unanswerable questions (the refusal signal)
+    hits = retriever.search([q.question for q in questions], 5, [q.filter for q in questions])
+    sims: dict[str, list[float]] = {"answerable": [], "unanswerable": []}
+    for q, h in zip(questions, hits, strict=True):
+        sims["answerable" if q.answerable else "unanswerable"].append(max((p.scores.get("dense", 0.0) for p in h), default=0.0))
+    answers: dict[str, dict[str, Any]] = {}
+    if answer_modes:
+        from rag.answer.answerer import Answerer
+
+        answerer = Answerer(retriever, s)
+        for am in answer_modes:
+            m, rows = evaluate_answers(answerer, questions, am, s.retrieval.top_k, on_step=(lambda am=am: progress(1, f"answers {am}")) if progress else None)
+            answers[am] = m
+            per_q += [{**r, "answer_mode": am} for r in rows]
+    return write_report(out, evalset.name, s, retriever.store, retrieval, answers, per_q, sims)
+
+
+def _strip(text: str) -> str:
+    return re.sub(r"\[\d+\]|[“”]|^Quoted from the documents:", "", text).strip()

@@ -1,0 +1,115 @@
+"""Evaluation metrics (pure). `hits` is the relevance of each retrieved item in rank order (True/False);
+`n_relevant` the number of gold items for the question.
+
+A retrieved chunk is a hit for a question when it overlaps a gold passage or contains a gold answer
+span (whitespace- and case-insensitive).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+
+
+def recall_at_k(hits: Sequence[bool], k: int) -> float:
+    """1 if any of the top k is relevant (success@k, the usual RAG 'recall@k' for one gold answer)."""
+    return 1.0 if any(hits[:k]) else 0.0
+
+
+def mrr(hits: Sequence[bool], k: int | None = None) -> float:
+    for i, h in enumerate(hits[:k] if k else hits):
+        if h:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+def ndcg_at_k(hits: Sequence[bool], k: int, n_relevant: int = 1) -> float:
+    """Binary nDCG@k. Several retrieved chunks may cover one gold passage, so the ideal ranking has
+    at least as many relevant items as were retrieved (keeps the score within 0..1)."""
+    dcg = sum(1.0 / math.log2(i + 2) for i, h in enumerate(hits[:k]) if h)
+    n_rel = max(n_relevant, sum(bool(h) for h in hits[:k]), 1)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(n_rel, k)))
+    return dcg / ideal if ideal else 0.0
+
+
+def average_precision_at_k(hits: Sequence[bool], k: int, n_relevant: int = 1) -> float:
+    score, found = 0.0, 0
+    for i, h in enumerate(hits[:k]):
+        if h:
+            found += 1
+            score += found / (i + 1)
+    denom = min(max(n_relevant, found, 1), k)
+    return score / denom if denom else 0.0
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
+    s = s.lower()
+    s = re.sub(r"[^\w\s]", " ", s)
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def exact_match(prediction: str, golds: Sequence[str]) -> float:
+    p = normalize_answer(prediction)
+    return float(any(p == normalize_answer(g) for g in golds)) if golds else 0.0
+
+
+def token_f1(prediction: str, golds: Sequence[str]) -> float:
+    """Best SQuAD token F1 of the prediction against any gold answer."""
+    from collections import Counter
+
+    pt = normalize_answer(prediction).split()
+    best = 0.0
+    for g in golds:
+        gt = normalize_answer(g).split()
+        common = Counter(pt) & Counter(gt)
+        same = sum(common.values())
+        if same == 0 or not pt or not gt:
+            continue
+        prec, rec = same / len(pt), same / len(gt)
+        best = max(best, 2 * prec * rec / (prec + rec))
+    return best
+
+
+def _norm(s: str) -> str:
+    return " ".join(s.lower().split())
+
+
+def chunk_matches(chunk_text: str, gold_passages: Sequence[str] = (), gold_answers: Sequence[str] = (), min_overlap: int = 60) -> bool:
+    """Does a retrieved chunk overlap a gold passage or contain a gold answer span?"""
+    c = _norm(chunk_text)
+    for a in gold_answers:
+        a = _norm(a)
+        if a and a in c:
+            return True
+    for g in gold_passages:
+        g = _norm(g)
+        if not g:
+            continue
+        if len(g) <= min_overlap:
+            if g in c:
+                return True
+            continue
+        # a window from the gold passage inside the chunk, or the chunk's start inside the passage
+        mid = len(g) // 2
+        probes = [g[:min_overlap], g[mid : mid + min_overlap], g[-min_overlap:]]
+        if any(p in c for p in probes) or (len(c) >= min_overlap and (c[:min_overlap] in g or c[-min_overlap:] in g)):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Retrieval evaluation
+
+
+def retrieval_metrics(per_question_hits: Iterable[tuple[list[bool], int]], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    rows = list(per_question_hits)
+    n = len(rows) or 1
+    out = {f"recall@{k}": sum(recall_at_k(h, k) for h, _ in rows) / n for k in ks}
+    out["mrr"] = sum(mrr(h, max(ks)) for h, _ in rows) / n
+    out["ndcg@10"] = sum(ndcg_at_k(h, 10, r) for h, r in rows) / n
+    out["map@10"] = sum(average_precision_at_k(h, 10, r) for h, r in rows) / n
+    out["questions"] = float(len(rows))
+    return out

@@ -1,0 +1,92 @@
+"""The evaluation report: metrics.json, per_question.jsonl, report.md and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def write_report(out: Path, name: str, settings: Any, store: Any, retrieval: dict[str, dict[str, float]],
+                 answers: dict[str, dict[str, Any]], per_question: list[dict[str, Any]], sims: dict[str, list[float]],
+                 ks: Sequence[int] = (1, 2, 3, 5, 10)) -> tuple[list[Path], dict[str, Any]]:
+    """report.md, metrics.json, per_question.jsonl and PNG plots in `out`; returns (files, metrics)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    metrics = {"dataset": name, "retrieval": retrieval, "answers": answers,
+               "index": {"index_id": store.index_id, "generation": store.generation.name, "embedding_model": store.manifest.embedding.model,
+                         "documents": store.manifest.n_documents, "chunks": store.manifest.n_chunks},
+               "settings": settings.model_dump(mode="json", exclude={"ui": {"password"}})}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    with open(out / "per_question.jsonl", "w", encoding="utf-8") as f:
+        for r in per_question:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    written += [out / "metrics.json", out / "per_question.jsonl"]
+
+    # recall@k curves
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curves = {m: v.get("curve", {}) for m, v in retrieval.items()}
+    for mode, curve in curves.items():
+        xs = sorted(int(k) for k in curve)
+        ax.plot(xs, [curve[str(x)] if str(x) in curve else curve[x] for x in xs], marker="o", label=mode)
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{name}: recall@k by retrieval mode")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "recall_at_k.png", dpi=110)
+    plt.close(fig)
+    written.append(out / "recall_at_k.png")
+
+    # score distributions with the refusal threshold
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = [i / 40 for i in range(-4, 41)]
+    for label, vals in sims.items():
+        if vals:
+            ax.hist(vals, bins=bins, alpha=0.6, label=f"{label} ({len(vals)})")
+    ax.axvline(settings.answer.refusal_threshold, color="red", linestyle="--", label=f"refusal threshold {settings.answer.refusal_threshold:.2f}")
+    ax.set_xlabel("best passage similarity to the question")
+    ax.set_ylabel("questions")
+    ax.set_title(f"{name}: answerable vs unanswerable")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "score_distribution.png", dpi=110)
+    plt.close(fig)
+    written.append(out / "score_distribution.png")
+
+    lines = [f"# Evaluation: {name}", "",
+             f"Index `{store.index_id}` ({store.generation.name}): {metrics['index']['documents']} documents, "
+             f"{metrics['index']['chunks']} chunks, embedding model `{metrics['index']['embedding_model']}`; "
+             f"LLM `{settings.llm.model}`; refusal threshold {settings.answer.refusal_threshold}, support threshold {settings.answer.support_threshold}.", "",
+             "## Retrieval", "", "| mode | questions | recall@1 | recall@5 | recall@10 | MRR | nDCG@10 | MAP@10 |", "|---|---|---|---|---|---|---|---|"]
+    for mode, m in retrieval.items():
+        lines.append(f"| {mode} | {int(m['questions'])} | {m['recall@1']:.3f} | {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['mrr']:.3f} | {m['ndcg@10']:.3f} | {m['map@10']:.3f} |")
+    lines += ["", "![recall@k](recall_at_k.png)", ""]
+    if answers:
+        def f(v: Any) -> str:
+            return "–" if v is None else f"{v:.3f}"
+
+        lines += ["## Answers", "", "| answer mode | questions | EM | F1 | citation precision | cites gold doc | citation recall | refusal accuracy | false refusals |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for mode, m in answers.items():
+            lines.append(f"| {mode} | {int(m['questions'])} | {f(m['exact_match'])} | {f(m['f1'])} | {f(m['citation_precision'])} | "
+                         f"{f(m['citation_gold_precision'])} | {f(m['citation_recall'])} | {f(m['refusal_accuracy'])} | {f(m['false_refusal_rate'])} |")
+        lines.append("")
+    lines += ["![scores](score_distribution.png)", "", "## Worst 10 questions (first mode)", ""]
+    first = next(iter(retrieval), None)
+    worst = sorted((r for r in per_question if r.get("mode") == first and r.get("answerable", True)), key=lambda r: (r.get("rank") or 99))[::-1][:10]
+    for r in worst:
+        lines.append(f"- **{r['question']}** — gold rank: {r.get('rank') or 'not in top 10'}")
+        for h in r.get("retrieved", [])[:3]:
+            lines.append(f"  - {h['label']} ({h['source']}, score {h['score']})")
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    written.insert(0, out / "report.md")
+    return written, metrics
