@@ -187,7 +187,8 @@ class RagService:
         return summary
 
     def evaluate(self, dataset: Path, fmt: str | None = None, **kw: Any) -> tuple[list[Path], dict[str, Any]]:
-        """`rag eval`: returns the report's files and its metrics. kw: modes, answer_modes, limit, seed, out, reporter, progress."""
+        """`rag eval`: returns the report's files and its metrics. kw: modes (dense, bm25, hybrid, each optionally
+        '+rerank'), answer_modes, limit, seed, out, reporter, progress, word_budgets."""
         from rag.jobs.datasets import guess_format
         from rag.jobs.evaluate import run_eval
 

@@ -106,7 +106,10 @@ class AnswerSettings(_Group):
     extractive_window: float = Field(0.12, ge=0, le=2, description="Quote further sentences only within this score of the best.")
     off_topic_ratio: float = Field(0.7, ge=0, le=1, description="A model sentence less similar to the question than this share of the best passage sentence is off topic.")
     min_supported_chars: int = Field(40, ge=0, description="auto: with less supported model text than this, answer extractively.")
-    max_chars_per_passage: int = Field(700, ge=50, description="Characters of each passage put into the LLM prompt.")
+    max_chars_per_passage: int = Field(700, ge=50, description="Characters of each passage put into the LLM prompt (prompt = passages).")
+    prompt: Literal["evidence", "passages"] = Field(
+        "evidence", description="What the LLM reads: the few best-scored sentences with their [n] (evidence), or whole passages.")
+    evidence_sentences: int = Field(6, ge=1, le=40, description="Sentences given to the LLM with the evidence prompt.")
 
 
 class LLMSettings(_Group):

@@ -106,6 +106,12 @@ class Passage:
     rank: int
     scores: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
     neighbours: tuple[Chunk, ...] = field(default=(), compare=False, hash=False)  # context, not cited
+    span: tuple[int, int] | None = None  # the part of chunk.text that answers best (char offsets), when focused
+
+    @property
+    def text(self) -> str:
+        """What a reader is shown first: the focused span of a long chunk, else the whole chunk."""
+        return self.chunk.text[self.span[0] : self.span[1]] if self.span else self.chunk.text
 
     def to_dict(self) -> dict[str, Any]:
         c = self.chunk
@@ -124,6 +130,7 @@ class Passage:
             "char_start": c.char_start,
             "char_end": c.char_end,
             "text": c.text,
+            **({"span": list(self.span), "span_text": self.text} if self.span else {}),
             **(
                 {"scores": {k: round(float(v), 6) for k, v in self.scores.items()}}
                 if self.scores

@@ -10,9 +10,11 @@ from rag.jobs.metrics import (
     average_precision_at_k,
     chunk_matches,
     exact_match,
+    items_within_words,
     mrr,
     ndcg_at_k,
     recall_at_k,
+    recall_within_words,
     retrieval_metrics,
     token_f1,
 )
@@ -75,9 +77,42 @@ def test_shipped_eval_set_is_well_formed():
     assert all(q.gold_sources and q.gold_passages for q in qs if q.answerable)
 
 
-def test_rag_eval_end_to_end(cli, tmp_path, capsys, monkeypatch):
+def test_recall_within_word_budget():
+    # a long first hit eats the budget: the gold passage at rank 2 is never read within 400 words
+    assert recall_within_words([False, True], [500, 50], 400) == 0.0
+    assert recall_within_words([False, True], [500, 50], 600) == 1.0
+    # the first item always counts, even when it alone is over the budget
+    assert recall_within_words([True, False], [900, 10], 400) == 1.0 and items_within_words([900, 10], 400) == 1
+    # an item counts only if all its words fit; reading stops there (a later, shorter item is not read)
+    assert items_within_words([100, 300], 400) == 2 and recall_within_words([False, True], [100, 300], 400) == 1.0
+    assert recall_within_words([False, False, True], [100, 350, 10], 400) == 0.0
+    assert items_within_words([], 400) == 0 and recall_within_words([], [], 400) == 0.0
+    # bigger chunks earn nothing extra: the same ranking with longer chunks reads fewer of them
+    assert recall_at_k([False, False, True], 10) == 1.0
+    assert recall_within_words([False, False, True], [100, 100, 100], 400) == 1.0
+    assert recall_within_words([False, False, True], [300, 300, 300], 400) == 0.0
+    # only the top k are read
+    assert recall_within_words([False] * 10 + [True], [1] * 11, 400, k=10) == 0.0
+    m = retrieval_metrics([([False, True], 1, [500, 50]), ([True], 1, [100])], ks=(1, 5, 10), word_budgets=(400, 600))
+    assert m["recall@10"] == 1.0 and m["recall@10w400"] == 0.5 and m["recall@10w600"] == 1.0
+    assert m["words_per_hit"] == pytest.approx(650 / 3)
+    assert "words_per_hit" not in retrieval_metrics([([True], 1)], word_budgets=(400,))  # rows without words: as before
 
-    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+
+def test_rerank_modes_need_a_reranker():
+    from rag.errors import ConfigError
+    from rag.jobs.evaluate import check_modes, parse_mode
+    from rag.settings import Settings
+
+    assert parse_mode("hybrid") == ("hybrid", False) and parse_mode("bm25+rerank") == ("bm25", True)
+    with pytest.raises(ConfigError, match="unknown retrieval mode"):
+        parse_mode("hybrid+magic")
+    with pytest.raises(ConfigError, match="retrieval.reranker"):
+        check_modes(["dense", "dense+rerank"], Settings())
+    check_modes(["dense+rerank"], Settings(retrieval={"reranker": "some/cross-encoder"}))
+
+
+def _mini_squad(tmp_path):
     paras = {
         "Acme Privacy": ["We collect your email address and phone number when you register.",
                          "We share data with advertising partners only with your consent.",
@@ -97,18 +132,60 @@ def test_rag_eval_end_to_end(cli, tmp_path, capsys, monkeypatch):
         for j, (q, a) in enumerate(qs[t]) if a in c]} for i, c in enumerate(cs)]} for t, cs in paras.items()]}
     f = tmp_path / "mini.json"
     f.write_text(json.dumps(data))
+    return f
+
+
+def test_rag_eval_end_to_end(cli, tmp_path, capsys, monkeypatch):
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    f = _mini_squad(tmp_path)
     out = tmp_path / "report"
     code, stdout, err = cli(capsys, "eval", str(f), "--format", "squad", "--mode", "dense", "--mode", "hybrid",
                                 "--answers", "--answer-mode", "extractive", "-o", str(out))
     assert code == 0, err
     assert "eval mini: dense: R@5" in stdout
+    assert "hybrid: R@5 1.000 R@10 1.000 R@10w400 1.000 R@10w600 1.000 MRR" in stdout  # default budgets
     for name in ("report.md", "metrics.json", "per_question.jsonl", "recall_at_k.png", "score_distribution.png"):
         assert (out / name).stat().st_size > 0, name
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["retrieval"]) == {"dense", "hybrid"} and m["retrieval"]["hybrid"]["recall@5"] == 1.0
+    assert m["word_budgets"] == [400, 600] and "first passage" in m["word_budget_rule"]
+    for mode in ("dense", "hybrid"):
+        r = m["retrieval"][mode]
+        assert r["recall@10w400"] <= r["recall@10"] and 5 < r["words_per_hit"] < 40 and r["ms_per_question"] > 0
+        assert "rerank_ms_per_question" not in r
     a = m["answers"]["extractive"]
     assert a["questions"] == 7 and a["f1"] > 0.3 and a["refusal_accuracy"] is not None  # 6 + 1 cross-policy unanswerable
     rows = [json.loads(x) for x in (out / "per_question.jsonl").read_text().splitlines()]
     assert any(r.get("answer_mode") == "extractive" and not r["answerable"] for r in rows)
+    assert all(len(r["words"]) == len(r["hits"]) for r in rows if "mode" in r)
     report = (out / "report.md").read_text()
     assert "| hybrid |" in report and "Worst 10 questions" in report and "![recall@k](recall_at_k.png)" in report
+    assert "recall@10 ≤400 words" in report and "recall@10 ≤600 words" in report and "Reranking" not in report
+
+
+def test_rag_eval_word_budget_and_rerank_mode(cli, tmp_path, capsys, monkeypatch):
+    """A CrossEncoder over the shipped MiniLM folder (random head) stands in for a trained reranker: the path is tested."""
+    from rag.index.embed import resolve_embedding_model
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    f = _mini_squad(tmp_path)
+    out = tmp_path / "report"
+    code, _, err = cli(capsys, "eval", str(f), "--mode", "bm25+rerank", "-o", str(out))
+    assert code != 0 and "retrieval.reranker" in err and "--reranker" in err
+    code, _, err = cli(capsys, "eval", str(f), "--mode", "bm25+magic", "-o", str(out))
+    assert code != 0 and "unknown --mode" in err
+    assert not out.exists()
+
+    code, stdout, err = cli(capsys, "eval", str(f), "--mode", "bm25", "--mode", "bm25+rerank", "--reranker", resolve_embedding_model("default"),
+                            "--word-budget", "12", "-o", str(out))
+    assert code == 0, err
+    assert "bm25+rerank: R@5" in stdout and "R@10w12" in stdout and "R@10w400" not in stdout and "(rerank " in stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["word_budgets"] == [12] and set(m["retrieval"]) == {"bm25", "bm25+rerank"}
+    plain, rr = m["retrieval"]["bm25"], m["retrieval"]["bm25+rerank"]
+    assert "recall@10w12" in plain and "recall@10w400" not in plain and "rerank_ms_per_question" not in plain
+    assert rr["rerank_ms_per_question"] > 0 and rr["rerank_ms_p95"] >= 0 and rr["rerank_candidates"] == 20
+    assert rr["recall@10"] == plain["recall@10"]  # reranking reorders the same candidates (all within the top 10 here)
+    report = (out / "report.md").read_text()
+    assert "| bm25+rerank |" in report and "Reranking with" in report and "recall@10 ≤12 words" in report

@@ -195,7 +195,9 @@ class Answerer:
             return self._finish(question, cfg, passages, ext_sents, ext_quotes, "extractive", timings, record, None)
         record["settings"]["llm_model"] = model or self.settings.llm.model
         prompt_passages = list(passages[: cfg.prompt_passages])
-        messages = build_messages(question, prompt_passages, cfg.opts.max_chars_per_passage)
+        chosen = select_evidence(self.embedder.encode([question])[0], ev, len(prompt_passages), cfg.opts.evidence_sentences) \
+            if cfg.opts.prompt == "evidence" else None
+        messages = build_messages(question, prompt_passages, cfg.opts.max_chars_per_passage, evidence=chosen)
         return _Pending(question, cfg, list(passages), prompt_passages, messages, timings, record, ev, ext_sents, ext_quotes)
 
     def _complete(self, st: _Pending, result: Any) -> Answer:
@@ -267,3 +269,17 @@ class Answerer:
         return Answer(question=question, text=REFUSAL_TEXT, refused=True, mode=cfg.mode, produced_by="refusal",
                       citations=(), passages=tuple(passages), model=None, index_id=record["index"]["index_id"],
                       note=why, timings=timings, record=record)
+
+
+def select_evidence(qvec: Any, ev: Evidence, n_passages: int, k: int) -> dict[int, list[str]]:
+    """The k sentences of the first n passages most similar to the question, grouped by passage number
+    (1-based) and kept in document order: the evidence-first prompt."""
+    scored: list[tuple[float, int, int]] = []
+    for n in range(1, min(n_passages, len(ev.sentences)) + 1):
+        vecs = ev.vectors[n - 1]
+        if len(vecs):
+            scored += [(float(s), n, j) for j, s in enumerate(vecs @ qvec)]
+    chosen: dict[int, list[int]] = {}
+    for _, n, j in sorted(scored, reverse=True)[:k]:
+        chosen.setdefault(n, []).append(j)
+    return {n: [ev.sentences[n - 1][j] for j in sorted(js)] for n, js in chosen.items()}

@@ -4,7 +4,9 @@ Passages go to the model numbered [1]..[k] with their labels, fenced as data: ma
 close the fence and bracketed markers that look like our citations are neutralised, and the
 instructions say that text inside the fence is quoted material, never instructions. The format
 instruction is restated after the question (small models follow the last instruction they read).
-Only the sentences of each passage that bear on the question are sent, to keep the prefill short.
+Only the sentences of each passage that bear on the question are sent, to keep the prefill short;
+the evidence-first prompt goes further and sends only the few best-scored sentences (with their
+passage number and label), which a 135M model can follow and which makes the first token come fast.
 """
 
 from __future__ import annotations
@@ -95,9 +97,27 @@ def format_sources(question: str, passages: Sequence[Passage], max_chars_per_pas
     return "\n".join(blocks)
 
 
-def build_messages(question: str, passages: Sequence[Passage], max_chars_per_passage: int = 700) -> list[dict[str, str]]:
-    """Chat messages for the LLM: system rules, fenced numbered sources, question, format reminder."""
-    sources = format_sources(question, passages, max_chars_per_passage)
+def format_evidence(passages: Sequence[Passage], chosen: dict[int, list[str]]) -> str:
+    """Only the chosen sentences, under their passage's number (1-based, as in `passages`) and label.
+
+    Numbers are kept from the full passage list, so the model's [n] still points at passage n for
+    attribution, even when passages without chosen sentences are left out of the prompt.
+    """
+    blocks = []
+    for n in sorted(chosen):
+        c = passages[n - 1].chunk
+        body = " … ".join(fence(s) for s in chosen[n])
+        blocks.append(f'<source id="{n}" label="{fence(c.label)}">\n{body}\n</source>')
+    return "\n".join(blocks)
+
+
+def build_messages(question: str, passages: Sequence[Passage], max_chars_per_passage: int = 700,
+                   evidence: dict[int, list[str]] | None = None) -> list[dict[str, str]]:
+    """Chat messages for the LLM: system rules, fenced numbered sources, question, format reminder.
+
+    With `evidence` (passage number -> chosen sentences) only those sentences are sent.
+    """
+    sources = format_evidence(passages, evidence) if evidence else format_sources(question, passages, max_chars_per_passage)
     q = " ".join(question.split())
     user = f"Sources:\n{sources}\n\nQuestion: {fence(q)}\n\n{FORMAT_REMINDER}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]

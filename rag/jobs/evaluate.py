@@ -5,10 +5,12 @@ citations and refusals for each answer mode; write the report.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.errors import ConfigError
 from rag.jobs.datasets import (
     EvalQuestion,
     cross_scope_unanswerables,
@@ -17,25 +19,70 @@ from rag.jobs.datasets import (
     prepare_dataset,
     sample_questions,
 )
-from rag.jobs.metrics import exact_match, retrieval_metrics, token_f1
+from rag.jobs.metrics import exact_match, retrieval_metrics, token_f1, word_count
 from rag.jobs.report import write_report
 
+RERANK = "+rerank"
+DEFAULT_WORD_BUDGETS = (400, 600)
 
-def evaluate_retrieval(retriever: Any, questions: Sequence[EvalQuestion], mode: str, k: int = 10, batch: int = 256) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Metrics and per-question rows for one retrieval mode (answerable questions only)."""
+
+def parse_mode(mode: str) -> tuple[str, bool]:
+    """'hybrid' -> ('hybrid', False); 'hybrid+rerank' -> ('hybrid', True)."""
+    from rag.retrieve.retriever import MODES
+
+    base, rerank = (mode[: -len(RERANK)], True) if mode.endswith(RERANK) else (mode, False)
+    if base not in MODES:
+        raise ConfigError(f"unknown retrieval mode '{mode}' (use {', '.join(MODES)}, each optionally with {RERANK})")
+    return base, rerank
+
+
+def check_modes(modes: Sequence[str], settings: Any) -> None:
+    """Every mode known; a +rerank mode needs the reranker setting."""
+    for m in modes:
+        if parse_mode(m)[1] and not settings.retrieval.reranker:
+            raise ConfigError(f"--mode {m} needs a reranker: set retrieval.reranker to a CrossEncoder (HF id or folder) "
+                              "in rag.toml ([retrieval] reranker = ...), RAG_RETRIEVAL__RERANKER, or `rag eval --reranker PATH`")
+
+
+class TimedReranker:
+    """Wraps the retriever's reranker to time each query's reranking (the cross-encoder alone)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seconds: list[float] = []
+
+    def rerank(self, query: str, hits: Any) -> Any:
+        t0 = time.perf_counter()
+        out = self.inner.rerank(query, hits)
+        self.seconds.append(time.perf_counter() - t0)
+        return out
+
+
+def evaluate_retrieval(retriever: Any, questions: Sequence[EvalQuestion], mode: str, k: int = 10, batch: int = 256,
+                       word_budgets: Sequence[int] = ()) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Metrics and per-question rows for one retrieval mode (answerable questions only). `mode` is
+    dense, bm25 or hybrid, with '+rerank' to rerank the candidates with the configured cross-encoder
+    (plain modes never rerank). `ms_per_question`: retrieval wall time per question, batched."""
+    base, rerank = parse_mode(mode)
     qs = [q for q in questions if q.answerable]
-    rows: list[tuple[list[bool], int]] = []
+    rows: list[tuple[list[bool], int, list[int]]] = []
     per_q: list[dict[str, Any]] = []
+    elapsed = 0.0
     for i in range(0, len(qs), batch):
         part = qs[i : i + batch]
-        results = retriever.search([q.question for q in part], k, [q.filter for q in part], mode=mode, expand=0)
+        t0 = time.perf_counter()
+        results = retriever.search([q.question for q in part], k, [q.filter for q in part], mode=base, rerank=rerank, expand=0)
+        elapsed += time.perf_counter() - t0
         for q, hits in zip(part, results, strict=True):
             flags = [is_hit(q, h.chunk.source, h.chunk.text) for h in hits]
+            words = [word_count(h.chunk.text) for h in hits]
             n_rel = max(1, len(q.gold_passages) or len(q.gold_sources) or 1)
-            rows.append((flags, n_rel))
-            per_q.append({"id": q.id, "question": q.question, "hits": flags, "rank": (flags.index(True) + 1) if any(flags) else None,
+            rows.append((flags, n_rel, words))
+            per_q.append({"id": q.id, "question": q.question, "hits": flags, "words": words, "rank": (flags.index(True) + 1) if any(flags) else None,
                           "retrieved": [{"source": h.chunk.source, "label": h.chunk.label, "score": round(h.score, 4)} for h in hits[:5]]})
-    return retrieval_metrics(rows), per_q
+    m = retrieval_metrics(rows, word_budgets=word_budgets, budget_k=k)
+    m["ms_per_question"] = 1000 * elapsed / max(1, len(qs))
+    return m, per_q
 
 
 def evaluate_answers(answerer: Any, questions: Sequence[EvalQuestion], answer_mode: str, k: int, on_step: Any = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -78,11 +125,16 @@ def evaluate_answers(answerer: Any, questions: Sequence[EvalQuestion], answer_mo
 
 
 def run_eval(dataset: Path, fmt: str | None, settings: Any, *, modes: Sequence[str] = ("hybrid",), answer_modes: Sequence[str] = (),
-             limit: int | None = None, seed: int = 0, out: Path, reporter: Any = None, progress: Any = None, embedder: Any = None) -> tuple[list[Path], dict[str, Any]]:
+             limit: int | None = None, seed: int = 0, out: Path, reporter: Any = None, progress: Any = None, embedder: Any = None,
+             word_budgets: Sequence[int] = DEFAULT_WORD_BUDGETS) -> tuple[list[Path], dict[str, Any]]:
     """Returns the report's files (report.md first) and the metrics written to metrics.json."""
     from rag.index.build import build_index
     from rag.retrieve.retriever import Retriever
 
+    check_modes(modes, settings)
+    budgets = sorted({int(b) for b in word_budgets})
+    if any(b < 1 for b in budgets):
+        raise ConfigError(f"--word-budget must be at least 1 word (got {budgets[0]})")
     fmt = fmt or guess_format(dataset)
     evalset, s = prepare_dataset(Path(dataset), fmt, settings, Path(settings.cache_dir))
     if evalset.corpus is not None:
@@ -91,11 +143,20 @@ def run_eval(dataset: Path, fmt: str | None, settings: Any, *, modes: Sequence[s
     if fmt == "squad":  # unanswerable: the same questions scoped to another policy
         questions += cross_scope_unanswerables(questions, max(1, len(questions) // 5), seed)
     retriever = Retriever.open(s, embedder)
+    retriever.search(["warm up"], 1, mode="dense", rerank=False, expand=0)  # first-call costs out of the timings
+    timer = _timed_reranker(retriever) if any(parse_mode(m)[1] for m in modes) else None
     retrieval: dict[str, dict[str, Any]] = {}
     per_q: list[dict[str, Any]] = []
     answerable = [q for q in questions if q.answerable]
     for mode in modes:
-        m, rows = evaluate_retrieval(retriever, answerable, mode, k=10)
+        if timer is not None:
+            timer.seconds.clear()
+        m, rows = evaluate_retrieval(retriever, answerable, mode, k=10, word_budgets=budgets)
+        if timer is not None and parse_mode(mode)[1]:
+            secs = sorted(timer.seconds)
+            m["rerank_ms_per_question"] = 1000 * sum(secs) / max(1, len(secs))
+            m["rerank_ms_p95"] = 1000 * secs[min(len(secs) - 1, int(0.95 * len(secs)))] if secs else 0.0
+            m["rerank_candidates"] = float(s.retrieval.rerank_top)
         curve = {}
         for kk in (1, 2, 3, 5, 10):
             curve[str(kk)] = sum(1 for r in rows if r["rank"] and r["rank"] <= kk) / max(1, len(rows))
@@ -118,7 +179,17 @@ def run_eval(dataset: Path, fmt: str | None, settings: Any, *, modes: Sequence[s
             m, rows = evaluate_answers(answerer, questions, am, s.retrieval.top_k, on_step=(lambda am=am: progress(1, f"answers {am}")) if progress else None)
             answers[am] = m
             per_q += [{**r, "answer_mode": am} for r in rows]
-    return write_report(out, evalset.name, s, retriever.store, retrieval, answers, per_q, sims)
+    return write_report(out, evalset.name, s, retriever.store, retrieval, answers, per_q, sims, word_budgets=budgets)
+
+
+def _timed_reranker(retriever: Any) -> TimedReranker:
+    """The retriever's reranker (what `search(rerank=True)` calls), loaded now and timed per query."""
+    from rag.retrieve.rerank import Reranker
+
+    timer = TimedReranker(Reranker(retriever.settings.retrieval.reranker, getattr(retriever.embedder, "device", None)))
+    timer.inner.scores("warm up", ["warm up"])  # load the model outside the timings
+    retriever._reranker = timer
+    return timer
 
 
 def _strip(text: str) -> str:

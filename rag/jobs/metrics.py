@@ -3,6 +3,10 @@
 
 A retrieved chunk is a hit for a question when it overlaps a gold passage or contains a gold answer
 span (whitespace- and case-insensitive).
+
+Recall within a word budget (`recall_within_words`): hits counted in rank order until N words of
+retrieved text have been read; an item counts only if all its words fit in the budget, except the
+first, which always counts. So a ranking of bigger chunks earns nothing extra for being bigger.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def recall_at_k(hits: Sequence[bool], k: int) -> float:
@@ -101,15 +106,56 @@ def chunk_matches(chunk_text: str, gold_passages: Sequence[str] = (), gold_answe
 
 
 # ---------------------------------------------------------------------------------------------
+# Recall within a word budget
+
+
+def word_count(text: str) -> int:
+    """Words as a reader counts them: whitespace-separated tokens."""
+    return len(text.split())
+
+
+def items_within_words(words: Sequence[int], budget: int) -> int:
+    """How many retrieved items, read in rank order, fit in `budget` words.
+
+    An item counts only when all its words fit in what is left of the budget; reading stops at the
+    first item that does not fit (later, shorter items are not read either). The first item always
+    counts, even when it alone is longer than the budget: a reader reads at least one passage.
+    """
+    used = 0
+    for i, w in enumerate(words):
+        if i > 0 and used + w > budget:
+            return i
+        used += w
+    return len(words)
+
+
+def recall_within_words(hits: Sequence[bool], words: Sequence[int], budget: int, k: int | None = None) -> float:
+    """1 if a relevant item is among those read within `budget` words (see `items_within_words`), of
+    the top k. Unlike recall@k, a ranking of long chunks earns nothing extra for being long."""
+    hits, words = hits[:k] if k else hits, words[:k] if k else words
+    return recall_at_k(hits, items_within_words(words, budget))
+
+
+# ---------------------------------------------------------------------------------------------
 # Retrieval evaluation
 
 
-def retrieval_metrics(per_question_hits: Iterable[tuple[list[bool], int]], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def retrieval_metrics(per_question_hits: Iterable[tuple[Any, ...]], ks: Sequence[int] = (1, 5, 10),
+                      word_budgets: Sequence[int] = (), budget_k: int = 10) -> dict[str, float]:
+    """Rows are (hits, n_relevant) or (hits, n_relevant, words of each retrieved item). With words,
+    `recall@{budget_k}w{N}` (recall within N words, of the top budget_k) for each of `word_budgets`
+    and `words_per_hit` (mean words of a retrieved item in the top budget_k) are added."""
     rows = list(per_question_hits)
     n = len(rows) or 1
-    out = {f"recall@{k}": sum(recall_at_k(h, k) for h, _ in rows) / n for k in ks}
-    out["mrr"] = sum(mrr(h, max(ks)) for h, _ in rows) / n
-    out["ndcg@10"] = sum(ndcg_at_k(h, 10, r) for h, r in rows) / n
-    out["map@10"] = sum(average_precision_at_k(h, 10, r) for h, r in rows) / n
+    out = {f"recall@{k}": sum(recall_at_k(r[0], k) for r in rows) / n for k in ks}
+    out["mrr"] = sum(mrr(r[0], max(ks)) for r in rows) / n
+    out["ndcg@10"] = sum(ndcg_at_k(r[0], 10, r[1]) for r in rows) / n
+    out["map@10"] = sum(average_precision_at_k(r[0], 10, r[1]) for r in rows) / n
+    with_words = [r for r in rows if len(r) > 2 and r[2] is not None]
+    if with_words:
+        for b in word_budgets:
+            out[f"recall@{budget_k}w{b}"] = sum(recall_within_words(r[0], r[2], b, budget_k) for r in with_words) / len(with_words)
+        read = [w for r in with_words for w in r[2][:budget_k]]
+        out["words_per_hit"] = sum(read) / len(read) if read else 0.0
     out["questions"] = float(len(rows))
     return out

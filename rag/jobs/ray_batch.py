@@ -79,3 +79,4 @@ def run_batch_ray(items: Sequence[Any], writer: Any, settings: Any, *, batch_siz
             on_progress(done, len(todo), summary.failed)
     writer.finish()
     summary.seconds = time.perf_counter() - t0
+    return summary
