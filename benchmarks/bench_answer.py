@@ -27,7 +27,6 @@ from rag.jobs.datasets import load_jsonl  # noqa: E402
 from rag.jobs.metrics import token_f1  # noqa: E402
 from rag.retrieve.retriever import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.text.lexical import unknown_terms  # noqa: E402
 
 
 def open_index(path: Path | None, emb) -> Settings:
@@ -44,21 +43,27 @@ def open_index(path: Path | None, emb) -> Settings:
 
 
 def calibrate(retriever: Retriever, qs) -> None:
+    """Refusal signals on the question set: best dense similarity, and (with a scorer) its calibrated probability."""
     hits = retriever.search([q.question for q in qs], 5)
-    vocab = retriever.store.bm25[0].vocab_dict
-    rows = [(q.answerable, max(p.scores["dense"] for p in h), bool(unknown_terms(q.question, vocab))) for q, h in zip(qs, hits, strict=True)]
+    scorer = retriever.scorer
+    rows = []
+    for q, h in zip(qs, hits, strict=True):
+        p = max((x.scores.get("rerank_p", 0.0) for x in h), default=0.0) if scorer else None
+        rows.append((q.answerable, max(x.scores["dense"] for x in h), p))
     n_a = sum(a for a, _, _ in rows)
     n_u = len(rows) - n_a
-    print(f"\nrefusal calibration on {len(rows)} shipped questions ({n_u} unanswerable); rule: refuse if similarity < T, "
-          "or (with the unknown-term rule) a question word unknown to the corpus and similarity < 0.70")
-    print("| T | unanswerable refused | answerable wrongly refused | with unknown-term rule: refused | wrongly refused |")
-    print("|---|---|---|---|---|")
-    for t in (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60):
+    print(f"\nrefusal calibration on {len(rows)} questions ({n_u} unanswerable)")
+    print("| rule | threshold | unanswerable refused | answerable wrongly refused |")
+    print("|---|---|---|---|")
+    for t in (0.30, 0.35, 0.40, 0.45, 0.50):
         r_u = sum(1 for a, s, _ in rows if not a and s < t)
         r_a = sum(1 for a, s, _ in rows if a and s < t)
-        o_u = sum(1 for a, s, o in rows if not a and (s < t or (o and s < 0.70)))
-        o_a = sum(1 for a, s, o in rows if a and (s < t or (o and s < 0.70)))
-        print(f"| {t:.2f} | {r_u}/{n_u} ({r_u / n_u:.0%}) | {r_a}/{n_a} ({r_a / n_a:.0%}) | {o_u}/{n_u} ({o_u / n_u:.0%}) | {o_a}/{n_a} ({o_a / n_a:.0%}) |")
+        print(f"| dense similarity < T | {t:.2f} | {r_u}/{n_u} ({r_u / max(1, n_u):.0%}) | {r_a}/{n_a} ({r_a / max(1, n_a):.0%}) |")
+    if scorer:
+        for t in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5):
+            r_u = sum(1 for a, _, p in rows if not a and p < t)
+            r_a = sum(1 for a, _, p in rows if a and p < t)
+            print(f"| scorer probability < T | {t:.2f} | {r_u}/{n_u} ({r_u / max(1, n_u):.0%}) | {r_a}/{n_a} ({r_a / max(1, n_a):.0%}) |")
 
 
 def strip_markup(text: str) -> str:

@@ -307,6 +307,16 @@ class RagService:
         self.retriever.refresh()
         return result
 
+    # -- models --------------------------------------------------------------------------------
+
+    def train_scorer(self, policyqa: Path, obliqa: Path, out: Path, **kw: Any) -> dict[str, Any]:
+        """`rag train scorer`: train, evaluate and save the evidence scorer into `out`; returns its scorer.json.
+        kw: seed, epochs, device (auto|cpu|cuda), max_minutes, limit, pseudo, progress(stage, done, total), and
+        other recipe settings (max_length, batch_groups, ...); see rag.jobs.scorer.pipeline.train_scorer."""
+        from rag.jobs.scorer import train_scorer
+
+        return train_scorer(Path(policyqa), Path(obliqa), Path(out), **kw)
+
 
 def _check_engine(engine: str, address: str | None) -> None:
     if engine not in ENGINES:

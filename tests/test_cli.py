@@ -26,7 +26,7 @@ def test_cli_build_status_search(cli, capsys, fixture_corpus, tmp_path, embedder
     st = json.loads(out)
     assert st["documents"] == 5 and st["changed_since"]["added"] == ["extra.md"] and st["compatible_with_settings"]
 
-    code, out, _ = cli(capsys, "search", "remote pilot certificate", "--index", str(idx), "-k", "2", "--json")
+    code, out, _ = cli(capsys, "search", "remote pilot certificate", "--index", str(idx), "-k", "2", "--json", "--reranker", "none")
     hits = json.loads(out)
     assert len(hits) == 2
     need = {"rank", "score", "chunk_id", "doc_id", "source", "title", "page", "page_end", "section", "char_start", "char_end", "text"}
@@ -41,13 +41,13 @@ def test_cli_build_status_search(cli, capsys, fixture_corpus, tmp_path, embedder
 
     qfile = tmp_path / "q.jsonl"
     qfile.write_text('{"question": "spray logs", "filter": {"source": "farm-guidance.docx"}}\n{"question": "bridge inspection"}\n\n')
-    code, out, _ = cli(capsys, "search", "--queries", str(qfile), "--index", str(idx), "-k", "1")
+    code, out, _ = cli(capsys, "search", "--queries", str(qfile), "--index", str(idx), "-k", "1", "--reranker", "none")
     lines = [json.loads(x) for x in out.strip().splitlines()]
     assert [x["question"] for x in lines] == ["spray logs", "bridge inspection"]
     assert lines[0]["hits"][0]["source"] == "reports/farm-guidance.docx" and lines[1]["hits"][0]["source"] == "web/bridges.html"
     tfile = tmp_path / "q.txt"
     tfile.write_text("spray logs\nbridge inspection\n")
-    code, out, _ = cli(capsys, "search", "--queries", str(tfile), "--index", str(idx), "-k", "3")
+    code, out, _ = cli(capsys, "search", "--queries", str(tfile), "--index", str(idx), "-k", "3", "--reranker", "none")
     assert code == 0 and len(out.strip().splitlines()) == 2
 
 
@@ -98,6 +98,12 @@ def test_settings_precedence(tmp_path, monkeypatch):
     toml.write_text("[retrieval]\ntop_k = [broken")
     with pytest.raises(ConfigError, match="rag.toml"):
         load_settings()
+
+
+@pytest.mark.parametrize("args", [["search", "-k", "abc", "x"], ["search", "x", "--no-such-flag"], ["eval", "x", "--limit", "abc"]])
+def test_usage_errors_are_short_and_exit_2(cli, capsys, args):
+    code, out, err = cli(capsys, *args)
+    assert code == 2 and "Traceback" not in err and "Error" in err and len(err.strip().splitlines()) <= 4
 
 
 def test_config_show_names_value_origin_and_env(cli, capsys, tmp_path, monkeypatch):

@@ -93,6 +93,8 @@ def test_recall_within_word_budget():
     assert recall_within_words([False, False, True], [300, 300, 300], 400) == 0.0
     # only the top k are read
     assert recall_within_words([False] * 10 + [True], [1] * 11, 400, k=10) == 0.0
+    # a focused span: its words are what is read, and it counts only if the span itself is a hit
+    assert retrieval_metrics([([True], 1, [50], [False])], word_budgets=(400,))["recall@10w400"] == 0.0
     m = retrieval_metrics([([False, True], 1, [500, 50]), ([True], 1, [100])], ks=(1, 5, 10), word_budgets=(400, 600))
     assert m["recall@10"] == 1.0 and m["recall@10w400"] == 0.5 and m["recall@10w600"] == 1.0
     assert m["words_per_hit"] == pytest.approx(650 / 3)
@@ -108,7 +110,7 @@ def test_rerank_modes_need_a_reranker():
     with pytest.raises(ConfigError, match="unknown retrieval mode"):
         parse_mode("hybrid+magic")
     with pytest.raises(ConfigError, match="retrieval.reranker"):
-        check_modes(["dense", "dense+rerank"], Settings())
+        check_modes(["dense", "dense+rerank"], Settings(retrieval={"reranker": None}))
     check_modes(["dense+rerank"], Settings(retrieval={"reranker": "some/cross-encoder"}))
 
 
@@ -165,10 +167,16 @@ def test_rag_eval_end_to_end(cli, tmp_path, capsys, monkeypatch):
 
 
 def test_rag_eval_word_budget_and_rerank_mode(cli, tmp_path, capsys, monkeypatch):
-    """A CrossEncoder over the shipped MiniLM folder (random head) stands in for a trained reranker: the path is tested."""
+    """The shipped evidence scorer when the tree has one, else a CrossEncoder over the MiniLM folder (random
+    head) as a stand-in: the code path is tested, not the ranking."""
     from rag.index.embed import resolve_embedding_model
+    from rag.retrieve import rerank
+
+    shipped = getattr(rerank, "SHIPPED_SCORER", None)
+    model = str(shipped) if shipped is not None and shipped.is_dir() else resolve_embedding_model("default")
 
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RAG_RETRIEVAL__RERANKER", "none")
     f = _mini_squad(tmp_path)
     out = tmp_path / "report"
     code, _, err = cli(capsys, "eval", str(f), "--mode", "bm25+rerank", "-o", str(out))
@@ -177,7 +185,7 @@ def test_rag_eval_word_budget_and_rerank_mode(cli, tmp_path, capsys, monkeypatch
     assert code != 0 and "unknown --mode" in err
     assert not out.exists()
 
-    code, stdout, err = cli(capsys, "eval", str(f), "--mode", "bm25", "--mode", "bm25+rerank", "--reranker", resolve_embedding_model("default"),
+    code, stdout, err = cli(capsys, "eval", str(f), "--mode", "bm25", "--mode", "bm25+rerank", "--reranker", model,
                             "--word-budget", "12", "-o", str(out))
     assert code == 0, err
     assert "bm25+rerank: R@5" in stdout and "R@10w12" in stdout and "R@10w400" not in stdout and "(rerank " in stdout
@@ -189,3 +197,12 @@ def test_rag_eval_word_budget_and_rerank_mode(cli, tmp_path, capsys, monkeypatch
     assert rr["recall@10"] == plain["recall@10"]  # reranking reorders the same candidates (all within the top 10 here)
     report = (out / "report.md").read_text()
     assert "| bm25+rerank |" in report and "Reranking with" in report and "recall@10 ≤12 words" in report
+
+
+def test_eval_split_selects_the_questions_of_one_half(tmp_path):
+    from rag.jobs.datasets import load_jsonl
+
+    f = tmp_path / "q.jsonl"
+    f.write_text('{"id": "a", "question": "x?", "split": "calibrate"}\n{"id": "b", "question": "y?", "split": "report"}\n')
+    qs = load_jsonl(f).questions
+    assert [q.split for q in qs] == ["calibrate", "report"]

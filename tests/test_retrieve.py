@@ -31,7 +31,7 @@ def exact_term_index(tmp_path_factory, embedder):
     corpus.mkdir()
     for name, (title, body) in MEMOS.items():
         (corpus / name).write_text(f"---\ntitle: Memorandum\n---\n\n{title}. {body}\n")
-    s = Settings(corpus=corpus, index=root / "index")
+    s = Settings(corpus=corpus, index=root / "index", retrieval={"reranker": None})  # the fusion itself is tested
     build_index(s, embedder=embedder)
     return s
 
@@ -104,13 +104,24 @@ def test_bad_mode_is_config_error(built_fixture_index, embedder):
         r.search(["x"], 3, mode="magic")
 
 
-def test_cross_encoder_rerank_path(built_fixture_index, embedder):
-    """No trained reranker ships offline; a CrossEncoder over the MiniLM folder (random head) exercises the path."""
+def test_evidence_scorer_reranks_and_focuses(built_fixture_index, embedder):
+    """The shipped evidence scorer reranks the candidates, scores are calibrated, and long hits get a focus span."""
+    s = Settings(index=built_fixture_index[1], retrieval={"reranker": "evidence-scorer", "rerank_top": 8, "focus_words": 12})
+    r = Retriever.open(s, embedder)
+    hits = r.search(["What certificate must drone operators hold?"], 3)[0]
+    assert len(hits) == 3 and all("rerank" in h.scores and 0 < h.scores["rerank_p"] < 1 for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert "remote pilot certificate" in hits[0].chunk.text
+    long = [h for h in hits if len(h.chunk.text.split()) > 12]
+    assert long and all(h.span and h.text in h.chunk.text and len(h.text) < len(h.chunk.text) for h in long)
+    assert "remote pilot certificate" in hits[0].text
+
+
+def test_a_model_that_is_no_cross_encoder_is_refused(built_fixture_index, embedder):
+    from rag.errors import ModelLoadError
     from rag.index.embed import resolve_embedding_model
 
-    s = Settings(index=built_fixture_index[1], retrieval={"reranker": resolve_embedding_model("default"), "rerank_top": 8})
-    r = Retriever.open(s, embedder)
-    hits = r.search(["remote pilot certificate"], 3)[0]
-    assert len(hits) == 3 and all("rerank" in h.scores for h in hits)
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    s = Settings(index=built_fixture_index[1], retrieval={"reranker": resolve_embedding_model("default")})
+    with pytest.raises(ModelLoadError, match="outputs"):
+        Retriever.open(s, embedder).search(["remote pilot certificate"], 3)
     assert Settings(retrieval={"reranker": "none"}).retrieval.reranker is None

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag.answer.attribution import attribute, drop_off_topic
 from rag.answer.evidence import Evidence, prefetch_evidence
 from rag.answer.extractive import extractive
@@ -22,7 +24,6 @@ from rag.answer.prompts import build_messages, condense_query
 from rag.errors import ConfigError
 from rag.index.chunk import chunk_signature
 from rag.settings import AnswerSettings
-from rag.text.lexical import unknown_terms
 from rag.types import Answer, AnswerSentence, Citation, Passage
 
 ANSWER_MODES = ("generative", "extractive", "auto")
@@ -177,12 +178,15 @@ class Answerer:
         timings: dict[str, Any] = {"retrieve_s": t_retrieve}
         record = self._record(question, query, cfg, filters, retrieval_mode, store)
         best_sim = max((p.scores.get("dense", p.score) for p in passages), default=0.0)
-        unknown = unknown_terms(question, store.bm25[0].vocab_dict)
-        record["evidence"] = {"best_similarity": round(best_sim, 4), "unknown_terms": unknown}
+        record["evidence"] = {"best_similarity": round(best_sim, 4)}
         if not passages or best_sim < cfg.opts.refusal_threshold:
             return self._refusal(question, cfg, passages, timings, record, "no passage is similar enough to the question")
-        if unknown and best_sim < cfg.opts.unknown_term_similarity:
-            return self._refusal(question, cfg, passages, timings, record, f"the documents never mention: {', '.join(unknown)}")
+        p_answer = self._answer_probability(question, passages)
+        if p_answer is not None:
+            record["evidence"]["answer_probability"] = round(p_answer, 4)
+            if p_answer < cfg.opts.answerable_probability:
+                return self._refusal(question, cfg, passages, timings, record,
+                                     f"the evidence scorer finds no passage that answers the question (p = {p_answer:.2f})")
 
         t1 = time.perf_counter()
         ev = Evidence(passages, self.embedder, cache=evidence_cache, dense_weight=cfg.opts.support_dense_weight)
@@ -207,7 +211,11 @@ class Answerer:
                        prompt_tokens=result.prompt_tokens, tokens_per_s=result.tokens_per_s)
         record["model_output"] = result.text
         t2 = time.perf_counter()
-        sents, quotes = attribute(result.text, st.prompt_passages, self.embedder, cfg.opts.support_threshold, st.evidence)
+        failures: dict[int, list[str]] = {}
+        sents, quotes = attribute(result.text, st.prompt_passages, self.embedder, cfg.opts.support_threshold, st.evidence,
+                                  failures=failures)
+        if failures:  # dates, numbers, identifiers or quotations the cited passage does not hold
+            record["unsupported_facts"] = {sents[i].text: f for i, f in failures.items() if i < len(sents)}
         sents, off_topic = drop_off_topic(sents, st.question, st.evidence, self.embedder, cfg.opts.off_topic_ratio)
         if off_topic:
             record["off_topic_sentences"] = off_topic
@@ -233,6 +241,19 @@ class Answerer:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _answer_probability(self, question: str, passages: Sequence[Passage]) -> float | None:
+        """Calibrated probability (evidence scorer) that the best passage answers the question; None without a scorer.
+
+        Passages the retriever already reranked carry it; otherwise the top passages are scored now.
+        """
+        known = [p.scores["rerank_p"] for p in passages if "rerank_p" in p.scores]
+        if known:
+            return float(max(known))
+        scorer = getattr(self.retriever, "scorer", None)
+        if scorer is None or not passages:
+            return None
+        return float(np.max(scorer.probability(scorer.scores(question, [p.chunk.text for p in passages]))))
+
     def _record(self, question: str, query: str, cfg: AnswerConfig, filters: Any, retrieval_mode: str | None,
                 store: Any) -> dict[str, Any]:
         s = self.settings
@@ -245,7 +266,7 @@ class Answerer:
                 "answer_mode": cfg.mode, "k": cfg.k, "retrieval_mode": retrieval_mode or s.retrieval.mode,
                 "reranker": s.retrieval.reranker, "refusal_threshold": cfg.opts.refusal_threshold,
                 "extractive_threshold": cfg.opts.extractive_threshold, "support_threshold": cfg.opts.support_threshold,
-                "unknown_term_similarity": cfg.opts.unknown_term_similarity,
+                "answerable_probability": cfg.opts.answerable_probability,
                 "max_new_tokens": cfg.max_new_tokens, "llm_model": s.llm.model, "chunking": chunk_signature(s.chunking),
             },
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

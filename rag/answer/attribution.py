@@ -6,6 +6,12 @@ best-matching sentence, plus the share of its content words found in the passage
 markers are kept when the passage supports the sentence, a missing citation is added from the
 best-supported passage, markers pointing to no passage are dropped, and unsupported sentences are
 flagged (and, in `auto`, removed).
+
+Resemblance is not truth: a sentence with an invented date can score above the threshold. So a
+passage may only be cited for a sentence when it also states every date, number, identifier and
+quotation of the sentence (facts.py); a sentence no passage backs that way is unsupported. A
+quotation found in no passage at all is never shown as one: its quotation marks are removed (the
+words stay, so the reader sees what the model claimed, flagged as unsupported, not a fake quote).
 """
 
 from __future__ import annotations
@@ -16,13 +22,28 @@ from typing import Any
 import numpy as np
 
 from rag.answer.evidence import Evidence
+from rag.answer.facts import (
+    Fact,
+    extract_facts,
+    fact_found,
+    passage_facts,
+    passage_text,
+    strip_quotation_marks,
+    unfound_quotations,
+)
 from rag.answer.markers import parse_markers, split_answer
 from rag.text.lexical import lexical_tokens
 from rag.types import AnswerSentence, Passage
 
 
-def attribute(answer_text: str, passages: Sequence[Passage], embedder: Any, threshold: float, evidence: Evidence | None = None) -> tuple[list[AnswerSentence], dict[int, tuple[str, float]]]:
-    """Check each sentence against the passages; return sentences and per-passage (quote, support)."""
+def attribute(answer_text: str, passages: Sequence[Passage], embedder: Any, threshold: float, evidence: Evidence | None = None,
+              failures: dict[int, list[str]] | None = None) -> tuple[list[AnswerSentence], dict[int, tuple[str, float]]]:
+    """Check each sentence against the passages; return sentences and per-passage (quote, support).
+
+    A passage counts for a sentence when its support reaches `threshold` *and* it states every fact
+    (date, number, identifier, quotation) of the sentence. `failures`, when given, is filled with
+    {index of the sentence in the result: the facts that no supporting passage states}.
+    """
     ev = evidence or Evidence(passages, embedder)
     raw = split_answer(answer_text)
     parsed = [parse_markers(s, len(passages)) for s in raw]
@@ -30,25 +51,43 @@ def attribute(answer_text: str, passages: Sequence[Passage], embedder: Any, thre
     if not any(texts):
         return [], {}
     vecs = embedder.encode([t or "." for t in texts])
+    ptexts = [passage_text(p) for p in passages]
+    pfacts = [passage_facts(t) for t in ptexts]
     out: list[AnswerSentence] = []
     quotes: dict[int, tuple[str, float]] = {}
     for (clean, valid, _invalid), vec in zip(parsed, vecs, strict=True):
         if not clean or len(lexical_tokens(clean)) == 0:
             continue
+        facts = extract_facts(clean)
+        invented = unfound_quotations(clean, ptexts)
+        if invented:
+            clean = strip_quotation_marks(clean, invented)
+        missing = {n: [f for f in facts if not fact_found(f, pfacts[n - 1])] for n in range(1, len(passages) + 1)}
         scored = {n: ev.support(clean, vec, n) for n in range(1, len(passages) + 1)}
-        kept = [n for n in valid if scored[n][0] >= threshold]
+        ok = {n for n in scored if scored[n][0] >= threshold and not missing[n]}
+        kept = [n for n in valid if n in ok]
         added = False
-        if not kept:
-            best = max(scored, key=lambda n: scored[n][0])
-            if scored[best][0] >= threshold:
-                kept, added = [best], True
+        if not kept and ok:
+            kept, added = [max(ok, key=lambda n: scored[n][0])], True
         support = max((scored[n][0] for n in kept), default=max((v[0] for v in scored.values()), default=0.0))
         for n in kept:
             q, sup = scored[n][1], scored[n][0]
             if n not in quotes or sup > quotes[n][1]:
                 quotes[n] = (q, sup)
+        if failures is not None and not kept and facts:
+            failures[len(out)] = _unbacked(facts, missing, scored, threshold)
         out.append(AnswerSentence(text=clean, citations=tuple(kept), support=support, supported=bool(kept), added=added))
     return out, quotes
+
+
+def _unbacked(facts: list[Fact], missing: dict[int, list[Fact]], scored: dict[int, tuple[float, str]], threshold: float) -> list[str]:
+    """The facts to blame for an unsupported sentence: those missing from the passage that supports it best
+    (among the passages over the threshold, if any)."""
+    over = [n for n in scored if scored[n][0] >= threshold] or list(scored)
+    if not over:
+        return [f.text for f in facts]
+    best = max(over, key=lambda n: scored[n][0])
+    return [f.text for f in missing[best]]
 
 
 def drop_off_topic(sents: list[AnswerSentence], question: str, evidence: Evidence, embedder: Any, ratio: float = 0.7) -> tuple[list[AnswerSentence], int]:

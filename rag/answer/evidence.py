@@ -105,3 +105,133 @@ class Evidence:
         j = int(np.argmax(sims))
         lex = lexical_support(sentence, self.passages[n - 1].chunk.text)
         return self.dense_weight * float(sims[j]) + (1 - self.dense_weight) * lex, sents[j]
+
+
+# ---------------------------------------------------------------------------------------------
+# What may be quoted: an answer is a sentence, never a heading, caption, fragment or bare lead-in
+
+_FOOTNOTE_LEAD = re.compile(r"^\d{1,3}(?:\s+(?=[A-Z“\"(])|(?=[A-Z][a-z]))")  # "9 In applicable ..." / "10See, e.g."
+_BULLET = re.compile(r"^(?:[•·▪◦‣∙*]|[-–—](?=\s))\s*")
+_ENUM = re.compile(r"^\(?(?:[a-z]|[ivxlc]{1,5}|[A-Z]|\d{1,2})[.)]\s+(?=\S)")
+_TRAILING_ENUM = re.compile(r"(?<=[.:;?’”\"])\s+\(?(?:[a-z]|[ivx]{1,4}|[A-Z]|\d{1,2})[.)]$")
+_LABEL = re.compile(r"^[A-Z][A-Z ,/&]{2,40}:\s+(?=[A-Z“\"(])")  # "DATES: Written comments ..."
+_CAPTION = re.compile(r"^(?:fig(?:ure)?\.?|table|exhibit|chart|box|diagram)\s*[A-Z]?\d+(?:\.\d+)?\s*[.:–-]?(?:\s|$)", re.I)
+_LEADIN_END = re.compile(r"(?::|\b(?:which|that|these|they|this|it)\s+(?:include|includes|are|is)|\binclud(?:e|es|ing)|"
+                         r"\bthe following|\bas follows|\bsuch as|\bnamely|\bfollowing (?:\w+\s+){0,2}\w+)\s*[:,]?$", re.I)
+_CITATION_NOTE = re.compile(r"https?://|www\.|\bdoi\b|\bPub\. ?L\.|\bU\.S\.C\.|\bet al\.|\bSee,? e\.g\.|^See\b|\bId\.|\(\d{4}\)")
+
+
+def unescape_markdown(text: str) -> str:
+    """Markdown sources escape list markers and brackets ("\\(b\\)"): the reader sees "(b)"."""
+    return re.sub(r"\\([()\[\]*_.#+!`{}<>|-])", r"\1", text)
+
+
+def strip_footnote_marker(sentence: str) -> str:
+    """Drop a leading footnote number ("9 In applicable situations" -> "In applicable situations").
+
+    Only a marker at the very start is removed: digits inside a sentence ("Order 14110", a number
+    glued to a word by PDF extraction) are the sentence's own.
+    """
+    return _FOOTNOTE_LEAD.sub("", sentence, count=1)
+
+
+def clean_sentence(sentence: str) -> str:
+    """A sentence as it may be quoted: no footnote marker, bullet, form label or stray trailing enumerator."""
+    s = strip_footnote_marker(unescape_markdown(sentence).strip())
+    s = _BULLET.sub("", s)
+    s = _LABEL.sub("", s)
+    s = _TRAILING_ENUM.sub("", s)
+    return s.strip()
+
+
+def is_list_item(sentence: str) -> bool:
+    """A bullet or enumerated item ("• Led by DOC ...", "(i) Propose ...", "1. By October 15 ...")."""
+    s = unescape_markdown(sentence).strip()
+    return bool(_BULLET.match(s) or _ENUM.match(s))
+
+
+def is_leadin(sentence: str) -> bool:
+    """A sentence that only announces what follows ("... which include", "the following:", "... include:")."""
+    return bool(_LEADIN_END.search(sentence.strip().rstrip("—–- ")))
+
+
+def not_quotable(sentence: str) -> str | None:
+    """Why a (cleaned) sentence cannot be an answer, or None when it can.
+
+    Headings, captions and fragments resemble questions (they are short and full of topic words)
+    but answer nothing; questions (a request for comment is full of them) answer nothing either.
+    """
+    s = sentence.strip()
+    words = re.findall(r"[A-Za-z][\w’'-]*", s)
+    if len(lexical_tokens(s)) < 3 or len(words) < 4:
+        return "fragment"
+    if s.rstrip("’”\"' ").endswith("?"):
+        return "question"
+    if _CAPTION.match(s):
+        return "caption"
+    letters = [c for c in s if c.isalpha()]
+    if letters and sum(c.isupper() for c in letters) / len(letters) > 0.6:
+        return "heading"  # ALL-CAPS: "SECTION 5 OF OMB MEMORANDUM M-24-10"
+    if looks_like_heading(s, "", "", True) is not None:
+        return "heading"
+    big = [w for w in words if w.lower() not in _SMALL_WORDS]
+    if len(words) <= 10 and big and sum(w[0].isupper() for w in big) / len(big) >= 0.8:
+        return "heading"  # Title Case: "Sec. 3. Strengthening AI Governance."
+    if s[-1] not in ".!?;:)”\"’" and len(words) < 8:
+        return "fragment"
+    if s[0].islower() and not _ENUM.match(s):
+        return "fragment"  # the tail of a sentence cut by a chunk or page boundary
+    if _CITATION_NOTE.search(s) and (len(re.sub(r"\S*(?:https?://|www\.)\S*", "", s).split()) < 16
+                                     or not re.search(r"\b(?:must|shall|should|will|may|can|is|are|was|were)\b", s)):
+        return "citation"  # a footnote's reference, not a statement
+    if re.search(r"\.{4,}|…{2,}", s):
+        return "heading"  # a table-of-contents line
+    return None
+
+
+_SMALL_WORDS = frozenset(["a", "an", "and", "as", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with", "via", "into", "its", "is", "are", "be", "vs"])
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A quotable unit of a passage: one sentence, a list item, or a lead-in with the items it announces."""
+
+    text: str  # cleaned, ready to quote
+    parts: tuple[int, ...]  # indices into the passage's evidence sentences
+    kind: str  # sentence | item | list
+
+
+def passage_units(sentences: Sequence[str], max_items: int = 8) -> list[Unit]:
+    """The quotable units of one passage's sentences, in document order.
+
+    A lead-in is only quoted together with the list it announces ("... which include valid and
+    reliable, safe, ..."; "To report on such waivers: 1. Agencies must ..."); alone it is dropped.
+    """
+    out: list[Unit] = []
+    sentences = [unescape_markdown(x) for x in sentences]
+    caption = False
+    for i, raw in enumerate(sentences):
+        s = clean_sentence(raw)
+        if caption or not s:
+            caption = False
+            continue  # the text of a caption whose label ("Fig. 5.") the splitter cut off
+        if _CAPTION.match(raw.strip()) and len(raw.split()) <= 3:
+            caption = True
+            continue
+        item = is_list_item(raw) or is_list_item(strip_footnote_marker(raw))
+        if is_leadin(s):
+            parts, texts = [i], [s]
+            for j in range(i + 1, min(len(sentences), i + 1 + 2 * max_items)):
+                nxt = sentences[j].strip()
+                if re.fullmatch(r"\(?(?:[a-z]|[ivx]{1,4}|\d{1,2})[.)]", nxt):
+                    continue  # a bare enumerator split off its item
+                if not (is_list_item(nxt) or nxt[:1].islower()) or len(parts) > max_items:
+                    break
+                parts.append(j)
+                texts.append(clean_sentence(nxt))
+            if len(parts) > 1 and not_quotable(" ".join(texts)) is None:
+                out.append(Unit(" ".join(texts), tuple(parts), "list"))
+            continue
+        if not_quotable(s) is None:
+            out.append(Unit(s, (i,), "item" if item else "sentence"))
+    return out

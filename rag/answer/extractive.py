@@ -1,53 +1,229 @@
-"""Extractive answers: quote the passages' sentences that best match the question, cited (no LLM)."""
+"""Extractive answers: quote the passages' sentences that answer the question, cited (no LLM).
+
+Similarity alone quotes sentences that *resemble* the question: headings, captions, lead-ins, the
+sentence that repeats the question's words. So only quotable units are candidates (sentences, list
+items, lead-ins together with their lists; see evidence.passage_units), and the question's type
+decides what an answer must hold: a "when" question is answered by a sentence with a date, "who" by
+one naming an agency, office or role, and that span is put first: `March 27, 2024 [2]: “...”`.
+Summary questions ("what does X say about Y") get several cited points from the best-matching
+section, in document order, instead of one sentence.
+
+Ranking signal: a `scorer(question, sentences) -> scores` when one is given (a trained relevance
+model; > 0 means relevant), else embedding similarity blended with question-word overlap.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from rag.answer.evidence import Evidence
+import numpy as np
+
+from rag.answer.evidence import Evidence, Unit, passage_units
 from rag.answer.prompts import neutralise_markers
+from rag.answer.qtypes import TYPED, classify, scored_answer_spans
 from rag.settings import AnswerSettings
 from rag.text.lexical import lexical_tokens
 from rag.types import AnswerSentence, Passage
 
+Scorer = Callable[[str, Sequence[str]], np.ndarray]
 
-# ---------------------------------------------------------------------------------------------
-def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sentences: int | None = None, evidence: Evidence | None = None,
-               min_score: float = 0.0, opts: AnswerSettings | None = None) -> tuple[list[AnswerSentence], dict[int, tuple[str, float]], float]:
-    """The best question-matching sentences of the top passages, quoted and cited. Returns best score too."""
-    o = opts or AnswerSettings()
-    n_sentences = n_sentences or o.extractive_sentences
-    w = o.extractive_dense_weight
-    ev = evidence or Evidence(passages, embedder)
-    qvec = embedder.encode([question])[0]
-    qtok = set(lexical_tokens(question))
-    cands: list[tuple[float, int, str]] = []
+TYPE_BONUS = 0.25  # added to a unit holding a span of the wanted kind (x the span's score, 0..1.5)
+MIN_LEAD = 0.55  # a weaker span (a capitalised run that may be no name at all) earns no bonus and is not put first
+SUMMARY_POINTS = (3, 6)  # a summary answer quotes this many points (fewer only when the section has fewer)
+SUMMARY_WINDOW = 0.25  # summary points score within this of the section's best point
+POINT_WORDS = 60  # a longer summary point is cut (at a clause end where possible) and marked "…"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A quotable unit of passage n with its scores."""
+
+    n: int  # 1-based passage number
+    unit: Unit
+    base: float  # relevance alone (scorer, or similarity + overlap + rank prior)
+    rank: float  # base on a 0..1-ish scale plus the type bonus: what candidates are sorted by
+    lead: str | None  # the answer span to put first, for typed questions
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return self.n, self.unit.parts[0]
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x))))
+
+
+def _stems(text: str) -> set[str]:
+    """Content-word stems (5-letter prefixes: "developed" ~ "Development"), URLs left out: a URL
+    such as .../ai-risk-management-framework is no statement about AI risk management; an identifier
+    is one word."""
+    out: set[str] = set()
+    for word in re.sub(r"\S*(?:https?://|www\.)\S*", " ", text).split():
+        toks = lexical_tokens(word)
+        if toks and any(c.isdigit() for c in toks[0]):
+            toks = toks[:1]  # "M-24-10" counts once, not also as "24" and "10"
+        out.update(t[:5] if t.isalpha() else t for t in toks)
+    return out
+
+
+def score_candidates(question: str, passages: Sequence[Passage], ev: Evidence, embedder: Any, o: AnswerSettings,
+                     scorer: Scorer | None = None, qtype: str | None = None) -> list[Candidate]:
+    """Every quotable unit of the passages, scored for the question (unsorted).
+
+    For typed questions a unit holding a span of the wanted kind gets a bonus of TYPE_BONUS x the
+    span's score (its weight, whether the question already says it, whether it follows a question
+    word). A stronger weight on where the span stands (IDF-weighted question words around it) was
+    tried and lost more answers than it won on the shipped questions.
+    """
+    qtype = qtype or classify(question)
+    units: list[tuple[int, Unit, float, float]] = []  # n, unit, dense, prior
+    qvec = embedder.encode([question])[0] if scorer is None else None
     for n, (sents, vecs) in enumerate(zip(ev.sentences, ev.vectors, strict=True), 1):
         if not sents:
             continue
-        sims = vecs @ qvec
+        sims = vecs @ qvec if qvec is not None else np.zeros(len(sents))
         prior = o.extractive_rank_prior * (len(passages) - n) / max(1, len(passages))  # retrieval rank as a small prior
-        for s, sim in zip(sents, sims, strict=True):
-            toks = set(lexical_tokens(s))
-            if len(toks) < 4:  # headings, fragments
-                continue
-            lex = len(qtok & toks) / len(qtok) if qtok else 0.0
-            cands.append((w * float(sim) + (1 - w) * lex + prior, n, s))
-    if not cands:
-        return [], {}, 0.0
-    cands.sort(key=lambda x: -x[0])
-    best = cands[0][0]
-    chosen: list[tuple[float, int, str]] = []
+        for u in passage_units(sents):
+            units.append((n, u, float(max(sims[i] for i in u.parts)), prior))
+    if not units:
+        return []
+    qtok = _stems(question)
+    if scorer is not None:
+        raw = np.asarray(scorer(question, [u.text for _, u, _, _ in units]), dtype=float).reshape(-1)
+        bases = [float(x) for x in raw]
+        scaled = [_sigmoid(x) + prior for x, (_, _, _, prior) in zip(bases, units, strict=True)]
+    else:
+        w = o.extractive_dense_weight
+        bases = []
+        for _, u, dense, prior in units:
+            lex = len(qtok & _stems(u.text)) / len(qtok) if qtok else 0.0
+            bases.append(w * dense + (1 - w) * lex + prior)
+        scaled = list(bases)
+    out = []
+    for (n, u, _, _), base, sc in zip(units, bases, scaled, strict=True):
+        lead, bonus = None, 0.0
+        if qtype in TYPED:
+            spans = scored_answer_spans(u.text, question, qtype)
+            if spans:
+                score, span = spans[0]
+                if score >= MIN_LEAD:  # a weak span (a capitalised run, a cross-reference) is no answer of the kind
+                    lead, bonus = span.text, TYPE_BONUS * score
+        out.append(Candidate(n, u, base, sc + bonus, lead))
+    return out
+
+
+def _quote(text: str) -> str:
+    # the quote is shown verbatim except for bracketed numbers, which only our citations may use
+    return f"“{neutralise_markers(text.rstrip())}”"
+
+
+def clip(text: str, max_words: int) -> str:
+    """The text cut to about `max_words` words, at a clause end when one is near, marked with "…"."""
+    words = text.split()
+    if len(words) <= max_words:
+        return text
+    head = " ".join(words[:max_words])
+    cut = max(head.rfind(c) for c in (";", ",", "—", ":"))
+    if cut > len(head) * 0.6:
+        head = head[:cut]
+    return head.rstrip(" ,;:—") + " …"
+
+
+def _lead_text(span: str) -> str:
+    span = re.sub(r"\s*[–—‑]\s*(?=\d)", "-", neutralise_markers(span.strip(" ,;:")))  # "NTIA– 2023–0009" -> "NTIA-2023-0009"
+    return span[:1].upper() + span[1:]
+
+
+def _overlap(a: Candidate, b: Candidate) -> bool:
+    return a.n == b.n and bool(set(a.unit.parts) & set(b.unit.parts))
+
+
+def _pick(cands: list[Candidate], k: int, floor: float) -> list[Candidate]:
+    """Up to k best candidates above floor, without repeats (same text, or overlapping parts)."""
+    chosen: list[Candidate] = []
     for c in cands:
-        if len(chosen) >= n_sentences or c[0] < max(min_score, best - o.extractive_window):
+        if len(chosen) >= k or c.rank < floor:
             break
-        if any(c[2] == x[2] for x in chosen):
+        if any(c.unit.text == x.unit.text or _overlap(c, x) for x in chosen):
             continue
         chosen.append(c)
-    chosen.sort(key=lambda x: (x[1], passages[x[1] - 1].chunk.text.find(x[2])))
-    # the quote is shown verbatim except for bracketed numbers, which only our citations may use
-    sents = [AnswerSentence(text=f"“{neutralise_markers(s.rstrip())}”", citations=(n,), support=sc, supported=True)
-             for sc, n, s in chosen]
-    quotes = {n: (s, sc) for sc, n, s in chosen}
-    return sents, quotes, best
+    return chosen
+
+
+def summary_points(cands: list[Candidate], passages: Sequence[Passage]) -> list[Candidate]:
+    """Several points from the best-matching section: its sentences, list items and recommended actions.
+
+    The section is the (document, section) whose best unit scores highest; its units within
+    SUMMARY_WINDOW of that best are taken (at least SUMMARY_POINTS[0] when it has them), at most
+    SUMMARY_POINTS[1], and returned in document order.
+    """
+    if not cands:
+        return []
+    groups: dict[tuple[str, str], list[Candidate]] = {}
+    for c in cands:
+        ch = passages[c.n - 1].chunk
+        groups.setdefault((ch.doc_id, ch.section), []).append(c)
+    best_group = max(groups.values(), key=lambda g: max(c.rank for c in g))
+    ordered = sorted(best_group, key=lambda c: -c.rank)
+    top = ordered[0].rank
+    lo, hi = SUMMARY_POINTS
+    chosen = _pick(ordered, hi, top - SUMMARY_WINDOW)
+    if len(chosen) < lo:
+        chosen = _pick(ordered, lo, top - 2 * SUMMARY_WINDOW)
+    return sorted(chosen, key=lambda c: (passages[c.n - 1].chunk.ordinal, passages[c.n - 1].chunk.char_start, c.unit.parts[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sentences: int | None = None, evidence: Evidence | None = None,
+               min_score: float = 0.0, opts: AnswerSettings | None = None, scorer: Scorer | None = None,
+               ) -> tuple[list[AnswerSentence], dict[int, tuple[str, float]], float]:
+    """The units of the passages that best answer the question, quoted and cited; also the best score.
+
+    `scorer(question, sentences)` -> relevance scores (higher = answers better, > 0 relevant) replaces
+    the embedding + overlap score as the main ranking signal when given. The returned best score is
+    the best unit's relevance alone (the scorer's raw score when a scorer is given) over all units,
+    without the type bonus, so refusal thresholds keep their meaning.
+    """
+    o = opts or AnswerSettings()
+    n_sentences = n_sentences or o.extractive_sentences
+    ev = evidence or Evidence(passages, embedder)
+    qtype = classify(question)
+    cands = score_candidates(question, passages, ev, embedder, o, scorer, qtype)
+    if not cands:
+        return [], {}, 0.0
+    cands.sort(key=lambda c: (-c.rank, c.n, c.unit.parts[0]))
+    best = cands[0]
+    top_base = max(c.base for c in cands)  # the refusal signal: how well the best unit matches, whatever its type
+    floor = max(min_score, best.rank - o.extractive_window)
+    if qtype == "summary":
+        chosen = summary_points(cands, passages)
+        if len(chosen) >= 2:
+            sents = [AnswerSentence(text=f"- {_quote(clip(c.unit.text, POINT_WORDS))}", citations=(c.n,), support=c.base, supported=True)
+                     for c in chosen]
+            return sents, _quotes(chosen, ev), top_base
+    if qtype in TYPED and best.lead is not None:
+        # at most one more, and only another sentence holding a different answer of the wanted kind
+        others = [c for c in cands[1:] if c.lead is not None and c.lead.lower() != best.lead.lower() and not _overlap(c, best)]
+        chosen = [best, *_pick(others, min(n_sentences, 2) - 1, floor)]
+        sents = [AnswerSentence(text=f"{_lead_text(c.lead or '')}: {_quote(c.unit.text)}", citations=(c.n,), support=c.base,
+                                supported=True) for c in chosen]
+        return sents, _quotes(chosen, ev), top_base
+    chosen = _pick(cands, n_sentences, floor)
+    chosen.sort(key=lambda c: c.order)
+    sents = [AnswerSentence(text=_quote(c.unit.text), citations=(c.n,), support=c.base, supported=True) for c in chosen]
+    return sents, _quotes(chosen, ev), top_base
+
+
+def _quotes(chosen: Sequence[Candidate], ev: Evidence) -> dict[int, tuple[str, float]]:
+    """Per cited passage, the quoted text (its first sentence, as it stands in the passage) and its score."""
+    out: dict[int, tuple[str, float]] = {}
+    for c in chosen:
+        raw = ev.sentences[c.n - 1][c.unit.parts[0]]
+        text = c.unit.text if c.unit.kind != "list" else raw
+        if c.n not in out or c.base > out[c.n][1]:
+            out[c.n] = (text, c.base)
+    return out

@@ -56,13 +56,34 @@ def is_refusal(text: str) -> bool:
     return not t or REFUSAL_SENTENCE.lower().rstrip(".") in t.lower() or bool(_REFUSAL_RE.search(t[:200]))
 
 
+_LEAD = re.compile(r"^([^“”\[\]]{1,120}?): (“.*”)$", re.S)  # an answer span before its quotation
+
+
 def render(sentences: Sequence[AnswerSentence]) -> str:
+    """Sentences with their [n] markers, as one answer text.
+
+    A sentence "Span: “quote”" (the answer span first, then the quoted sentence that holds it) is
+    cited right after the span: `March 27, 2024 [2]: “Written comments ... March 27, 2024.”`.
+    Sentences starting "- " are points of a list and each get a line of their own.
+    """
     parts = []
     for s in sentences:
         body = s.text.rstrip()
+        marks = "".join(f"[{n}]" for n in s.citations)
+        lead = _LEAD.match(body) if marks else None
+        if lead:
+            parts.append(f"{lead.group(1)} {marks}: {lead.group(2)}")
+            continue
+        if body.startswith("- ") and body.endswith("”"):
+            parts.append(f"{body} {marks}".rstrip())  # a point of a list: no full stop after its marker
+            continue
         end = ""
         if body and body[-1] in ".!?":
             body, end = body[:-1], body[-1]
-        marks = "".join(f"[{n}]" for n in s.citations)
         parts.append(f"{body} {marks}{end or '.'}" if marks else f"{body}{end or '.'}")
-    return " ".join(parts)
+    out = ""
+    for i, (s, p) in enumerate(zip(sentences, parts, strict=True)):
+        if i:
+            out += "\n" if s.text.startswith("- ") else " "
+        out += p
+    return out

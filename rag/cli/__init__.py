@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from rag.cli import index_cmds, query_cmds  # noqa: F401  (registers the commands)
+import typer
+
+from rag.cli import index_cmds, query_cmds, train_cmds  # noqa: F401  (registers the commands)
 from rag.cli.app import app
 from rag.errors import RagError
 
@@ -19,13 +21,16 @@ def main() -> None:
     except RagError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, never wrapped
         sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
+    except (click.exceptions.Exit, typer.Exit) as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         sys.exit(130)
+    except (click.ClickException, typer.TyperException) as e:  # usage errors: typer raises its own click's
+        if hasattr(e, "show"):
+            e.show()
+        else:
+            print(f"error: {e}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         err_console().print("interrupted")
         sys.exit(130)

@@ -15,8 +15,10 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="policy-rag: cited answers from policy documents.")
 index_app = typer.Typer(no_args_is_help=True, help="Build and inspect the index.")
 config_app = typer.Typer(no_args_is_help=True, help="Show the settings in force.")
+train_app = typer.Typer(no_args_is_help=True, help="Train the models the package ships.")
 app.add_typer(index_app, name="index")
 app.add_typer(config_app, name="config")
+app.add_typer(train_app, name="train")
 
 CorpusOpt = Annotated[Path | None, typer.Option("--corpus", help="Corpus folder (default: corpus/).")]
 IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder (default: index/).")]

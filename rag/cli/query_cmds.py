@@ -156,13 +156,14 @@ def eval_cmd(
     limit: Annotated[int | None, typer.Option("--limit", help="Evaluate a deterministic sample of N questions.")] = None,
     mode: Annotated[list[str] | None, typer.Option("--mode", help="Retrieval mode(s): dense, bm25, hybrid, each optionally +rerank "
                                                    "(e.g. hybrid+rerank, needs a reranker) (repeatable).")] = None,
-    word_budget: Annotated[list[int] | None, typer.Option("--word-budget", min=1, help="Also report recall within N words of retrieved "
+    word_budget: Annotated[list[int] | None, typer.Option("--word-budget", help="Also report recall within N words of retrieved "
                                                           "text, read in rank order (repeatable; default 400 and 600).")] = None,
     reranker: RerankerOpt = None,
     answers: Annotated[bool, typer.Option("--answers/--no-answers", help="Also generate and score answers (slow on CPU).")] = False,
     answer_mode: Annotated[list[str] | None, typer.Option("--answer-mode", help="Answer mode(s) with --answers (repeatable).")] = None,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Report folder (default reports/eval-NAME).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    split: Annotated[str | None, typer.Option("--split", help="Only the questions of this split (e.g. calibrate or report in eval/paraphrased.jsonl).")] = None,
     index: IndexOpt = None,
 ) -> None:
     """Measure retrieval, answers, citations and refusals on a question set; write report.md, JSON and plots."""
@@ -179,6 +180,8 @@ def eval_cmd(
                               "in rag.toml ([retrieval] reranker = ...), RAG_RETRIEVAL__RERANKER, or pass --reranker PATH")
     amodes = (answer_mode or [s.answer.mode]) if answers else []
     budgets = word_budget or [400, 600]
+    if min(budgets) < 1:
+        raise ConfigError(f"--word-budget must be at least 1 word (got {min(budgets)})")
     out = out or Path("reports") / f"eval-{dataset.stem}"
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console()) as prog:
         task = prog.add_task("evaluating", total=None)
@@ -187,7 +190,7 @@ def eval_cmd(
             prog.update(task, advance=n, description=desc)
 
         with RichReporter(quiet=True) as rep:
-            written, metrics = service(s).evaluate(dataset, fmt, modes=modes, answer_modes=amodes, limit=limit, seed=seed,
+            written, metrics = service(s).evaluate(dataset, fmt, modes=modes, answer_modes=amodes, limit=limit, split=split, seed=seed,
                                                    out=out, reporter=rep, progress=progress, word_budgets=budgets)
     typer.echo(f"eval {metrics['dataset']}: " + "; ".join(_eval_summary(metrics)) + f" -> {written[0]}")
 

@@ -28,6 +28,7 @@ class EvalQuestion:
     gold_sources: list[str] = field(default_factory=list)
     filter: dict[str, list[str]] | None = None
     answerable: bool = True
+    split: str | None = None  # e.g. calibrate | report: thresholds are chosen on one and reported on the other
 
 
 @dataclass
@@ -127,6 +128,7 @@ def load_jsonl(path: Path) -> EvalSet:
         qs.append(EvalQuestion(
             id=str(r.get("id", n)), question=q, answers=list(r.get("answers") or []), gold_passages=list(r.get("gold_quotes") or []),
             gold_sources=list(r.get("gold_sources") or []), filter=r.get("filter"), answerable=bool(r.get("answerable", True)),
+            split=r.get("split"),
         ))
     return EvalSet(Path(path).stem, qs)
 

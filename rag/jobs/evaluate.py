@@ -45,17 +45,28 @@ def check_modes(modes: Sequence[str], settings: Any) -> None:
 
 
 class TimedReranker:
-    """Wraps the retriever's reranker to time each query's reranking (the cross-encoder alone)."""
+    """Wraps the retriever's reranker to time each query's cross-encoder work: its rerank call plus,
+    when the retriever focuses long hits (`retrieval.focus_words`), the focus call that follows it."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.seconds: list[float] = []
+        self.seconds: list[float] = []  # one entry per reranked query
 
     def rerank(self, query: str, hits: Any) -> Any:
         t0 = time.perf_counter()
         out = self.inner.rerank(query, hits)
         self.seconds.append(time.perf_counter() - t0)
         return out
+
+    def focus(self, *args: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        out = self.inner.focus(*args, **kw)
+        if self.seconds:
+            self.seconds[-1] += time.perf_counter() - t0
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # scores, probability, ...: the reranker's own
+        return getattr(self.inner, name)
 
 
 def evaluate_retrieval(retriever: Any, questions: Sequence[EvalQuestion], mode: str, k: int = 10, batch: int = 256,
@@ -65,7 +76,7 @@ def evaluate_retrieval(retriever: Any, questions: Sequence[EvalQuestion], mode: 
     (plain modes never rerank). `ms_per_question`: retrieval wall time per question, batched."""
     base, rerank = parse_mode(mode)
     qs = [q for q in questions if q.answerable]
-    rows: list[tuple[list[bool], int, list[int]]] = []
+    rows: list[tuple[list[bool], int, list[int], list[bool]]] = []
     per_q: list[dict[str, Any]] = []
     elapsed = 0.0
     for i in range(0, len(qs), batch):
@@ -75,9 +86,13 @@ def evaluate_retrieval(retriever: Any, questions: Sequence[EvalQuestion], mode: 
         elapsed += time.perf_counter() - t0
         for q, hits in zip(part, results, strict=True):
             flags = [is_hit(q, h.chunk.source, h.chunk.text) for h in hits]
-            words = [word_count(h.chunk.text) for h in hits]
+            # what a reader is shown: a focused span of a long hit (when the retriever focuses), else the chunk;
+            # the word budget counts its words, and it is a hit within the budget only if that text is one
+            read = [getattr(h, "text", None) or h.chunk.text for h in hits]
+            words = [word_count(t) for t in read]
+            read_flags = [f if t == h.chunk.text else is_hit(q, h.chunk.source, t) for f, t, h in zip(flags, read, hits, strict=True)]
             n_rel = max(1, len(q.gold_passages) or len(q.gold_sources) or 1)
-            rows.append((flags, n_rel, words))
+            rows.append((flags, n_rel, words, read_flags))
             per_q.append({"id": q.id, "question": q.question, "hits": flags, "words": words, "rank": (flags.index(True) + 1) if any(flags) else None,
                           "retrieved": [{"source": h.chunk.source, "label": h.chunk.label, "score": round(h.score, 4)} for h in hits[:5]]})
     m = retrieval_metrics(rows, word_budgets=word_budgets, budget_k=k)
@@ -125,7 +140,7 @@ def evaluate_answers(answerer: Any, questions: Sequence[EvalQuestion], answer_mo
 
 
 def run_eval(dataset: Path, fmt: str | None, settings: Any, *, modes: Sequence[str] = ("hybrid",), answer_modes: Sequence[str] = (),
-             limit: int | None = None, seed: int = 0, out: Path, reporter: Any = None, progress: Any = None, embedder: Any = None,
+             limit: int | None = None, seed: int = 0, split: str | None = None, out: Path, reporter: Any = None, progress: Any = None, embedder: Any = None,
              word_budgets: Sequence[int] = DEFAULT_WORD_BUDGETS) -> tuple[list[Path], dict[str, Any]]:
     """Returns the report's files (report.md first) and the metrics written to metrics.json."""
     from rag.index.build import build_index
@@ -139,7 +154,12 @@ def run_eval(dataset: Path, fmt: str | None, settings: Any, *, modes: Sequence[s
     evalset, s = prepare_dataset(Path(dataset), fmt, settings, Path(settings.cache_dir))
     if evalset.corpus is not None:
         build_index(s, reporter=reporter, embedder=embedder)
-    questions = sample_questions(evalset.questions, limit, seed)
+    pool = evalset.questions
+    if split is not None:
+        pool = [q for q in pool if q.split == split]
+        if not pool:
+            raise ConfigError(f"no question of {dataset} is in split '{split}'")
+    questions = sample_questions(pool, limit, seed)
     if fmt == "squad":  # unanswerable: the same questions scoped to another policy
         questions += cross_scope_unanswerables(questions, max(1, len(questions) // 5), seed)
     retriever = Retriever.open(s, embedder)
@@ -183,11 +203,14 @@ def run_eval(dataset: Path, fmt: str | None, settings: Any, *, modes: Sequence[s
 
 
 def _timed_reranker(retriever: Any) -> TimedReranker:
-    """The retriever's reranker (what `search(rerank=True)` calls), loaded now and timed per query."""
-    from rag.retrieve.rerank import Reranker
+    """The retriever's own reranker (what `search(rerank=True)` calls), loaded now and timed per query."""
+    inner = getattr(retriever, "scorer", None)  # the retriever builds it from the settings
+    if inner is None:
+        from rag.retrieve.rerank import Reranker
 
-    timer = TimedReranker(Reranker(retriever.settings.retrieval.reranker, getattr(retriever.embedder, "device", None)))
-    timer.inner.scores("warm up", ["warm up"])  # load the model outside the timings
+        inner = Reranker(retriever.settings.retrieval.reranker, getattr(retriever.embedder, "device", None))
+    inner.scores("warm up", ["warm up"])  # load the model outside the timings
+    timer = TimedReranker(inner)
     retriever._reranker = timer
     return timer
 

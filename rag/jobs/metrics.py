@@ -142,9 +142,10 @@ def recall_within_words(hits: Sequence[bool], words: Sequence[int], budget: int,
 
 def retrieval_metrics(per_question_hits: Iterable[tuple[Any, ...]], ks: Sequence[int] = (1, 5, 10),
                       word_budgets: Sequence[int] = (), budget_k: int = 10) -> dict[str, float]:
-    """Rows are (hits, n_relevant) or (hits, n_relevant, words of each retrieved item). With words,
-    `recall@{budget_k}w{N}` (recall within N words, of the top budget_k) for each of `word_budgets`
-    and `words_per_hit` (mean words of a retrieved item in the top budget_k) are added."""
+    """Rows are (hits, n_relevant), or (hits, n_relevant, words of each retrieved item[, hits of the text
+    read]) — the last when a reader is shown less than the whole item (a focused span), default `hits`.
+    With words, `recall@{budget_k}w{N}` (recall within N words, of the top budget_k) for each of
+    `word_budgets` and `words_per_hit` (mean words of a retrieved item in the top budget_k) are added."""
     rows = list(per_question_hits)
     n = len(rows) or 1
     out = {f"recall@{k}": sum(recall_at_k(r[0], k) for r in rows) / n for k in ks}
@@ -154,7 +155,8 @@ def retrieval_metrics(per_question_hits: Iterable[tuple[Any, ...]], ks: Sequence
     with_words = [r for r in rows if len(r) > 2 and r[2] is not None]
     if with_words:
         for b in word_budgets:
-            out[f"recall@{budget_k}w{b}"] = sum(recall_within_words(r[0], r[2], b, budget_k) for r in with_words) / len(with_words)
+            out[f"recall@{budget_k}w{b}"] = sum(recall_within_words(r[3] if len(r) > 3 else r[0], r[2], b, budget_k)
+                                                for r in with_words) / len(with_words)
         read = [w for r in with_words for w in r[2][:budget_k]]
         out["words_per_hit"] = sum(read) / len(read) if read else 0.0
     out["questions"] = float(len(rows))

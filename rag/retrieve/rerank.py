@@ -1,47 +1,137 @@
-"""Cross-encoder reranking of the fused candidates: (question, passage) pairs scored jointly."""
+"""The evidence scorer: a cross-encoder reading (question, passage) together.
+
+It reranks the fused candidates, picks the span of a long hit that answers best, and gives a
+calibrated probability that the evidence answers the question (the answer stage's refusal signal).
+The default is the project's own model, trained from the shipped MiniLM weights (`rag train scorer`,
+`rag/retrieve/models/evidence-scorer/MODEL_CARD.md`); any Hugging Face cross-encoder id or local
+folder can replace it (`retrieval.reranker`).
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag.errors import ModelLoadError
+from rag.text.sentences import split_sentences
 from rag.types import Passage
+
+SHIPPED_SCORER = Path(__file__).resolve().parent / "models" / "evidence-scorer"
+_ALIASES = {"evidence-scorer", "shipped", "default"}
+
+
+def resolve_reranker(name: str) -> str:
+    return str(SHIPPED_SCORER) if name in _ALIASES else name
 
 
 class Reranker:
-    """A sentence-transformers CrossEncoder (HF id or folder), loaded on first use."""
+    """A sequence-classification cross-encoder with one output (a relevance logit), loaded on first use.
 
-    def __init__(self, name: str, device: str | None = None) -> None:
-        self.name = name
-        self.device = device
+    `scorer.json` beside the weights (written by `rag train scorer`) holds a Platt calibration
+    (probability = sigmoid(a * logit + b)); other models get sigmoid(logit).
+    """
+
+    def __init__(self, name: str, device: str | None = None, max_length: int = 256, batch_size: int = 32,
+                 quantize: bool = False) -> None:
+        self.name = resolve_reranker(name)
+        self.device = device or "cpu"
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.quantize = quantize
         self._model: Any = None
+        self._tok: Any = None
+        self.calibration = (1.0, 0.0)
         self._lock = threading.Lock()
 
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    try:
-                        from sentence_transformers import CrossEncoder
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                import torch
+                from transformers import AutoModelForSequenceClassification, AutoTokenizer
+                from transformers.utils import logging as hf_logging
 
-                        self._model = CrossEncoder(self.name, device=self.device)
-                    except Exception as e:
-                        raise ModelLoadError(f"cannot load reranker '{self.name}': {e}") from None
-        return self._model
+                hf_logging.set_verbosity_error()
+                tok = AutoTokenizer.from_pretrained(self.name)
+                model = AutoModelForSequenceClassification.from_pretrained(self.name, dtype=torch.float32)
+            except Exception as e:
+                raise ModelLoadError(f"cannot load reranker '{self.name}': {type(e).__name__}: {e}") from None
+            if model.config.num_labels != 1:
+                raise ModelLoadError(f"reranker '{self.name}' has {model.config.num_labels} outputs; a cross-encoder with one relevance output is needed")
+            model.eval()
+            if self.quantize and self.device == "cpu":
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            else:
+                model.to(self.device)
+            meta = Path(self.name) / "scorer.json"
+            if meta.is_file():
+                cal = json.loads(meta.read_text()).get("calibration") or {}
+                self.calibration = (float(cal.get("a", 1.0)), float(cal.get("b", 0.0)))
+            self._tok, self._model = tok, model
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """Relevance logits, one per text (higher = more likely to answer the question)."""
         if not texts:
             return np.zeros(0, np.float32)
-        return np.asarray(self.model.predict([(query, t) for t in texts], show_progress_bar=False), dtype=np.float32)
+        self._load()
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                part = list(texts[i : i + self.batch_size])
+                enc = self._tok([query] * len(part), part, truncation="only_second", max_length=self.max_length,
+                                padding=True, return_tensors="pt").to(self.device if not self.quantize else "cpu")
+                out.append(self._model(**enc).logits[:, 0].float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def probability(self, logits: np.ndarray | float) -> np.ndarray:
+        """Calibrated probability that a text holds the answer."""
+        a, b = self.calibration
+        return 1.0 / (1.0 + np.exp(-(a * np.asarray(logits, dtype=np.float64) + b)))
 
     def rerank(self, query: str, hits: Sequence[Passage]) -> list[Passage]:
-        """Hits ordered by the cross-encoder's score (kept in `scores["rerank"]`)."""
+        """Hits ordered by the cross-encoder's score (kept in `scores["rerank"]` with its probability)."""
         scores = self.scores(query, [p.chunk.text for p in hits])
+        probs = self.probability(scores)
         order = np.argsort(-scores, kind="stable")
-        return [replace(hits[i], score=float(scores[i]), scores={**hits[i].scores, "rerank": float(scores[i])}) for i in order]
+        return [replace(hits[i], score=float(scores[i]),
+                        scores={**hits[i].scores, "rerank": float(scores[i]), "rerank_p": float(probs[i])}) for i in order]
+
+    def focus(self, query: str, hits: Sequence[Passage], max_words: int) -> list[Passage]:
+        """For hits longer than `max_words`, the window of whole sentences (at most `max_words`, or one longer
+        sentence) that scores best.
+
+        The chunk stays what is cited; `Passage.span` marks the part shown first (and counted against a
+        reader's word budget).
+        """
+        windows: list[tuple[int, int, int]] = []  # (hit index, start, end)
+        for i, p in enumerate(hits):
+            text = p.chunk.text
+            if len(text.split()) <= max_words:
+                continue
+            spans = split_sentences(text, 0, len(text))
+            sizes = [len(text[s:e].split()) for s, e in spans]
+            for a in range(len(spans)):
+                b, words = a + 1, sizes[a]  # a window holds at least one whole sentence, however long
+                while b < len(spans) and words + sizes[b] <= max_words:
+                    words += sizes[b]
+                    b += 1
+                windows.append((i, spans[a][0], spans[b - 1][1]))
+        if not windows:
+            return list(hits)
+        scores = self.scores(query, [hits[i].chunk.text[a:b] for i, a, b in windows])
+        best: dict[int, tuple[float, int, int]] = {}
+        for (i, a, b), s in zip(windows, scores, strict=True):
+            if i not in best or s > best[i][0]:
+                best[i] = (float(s), a, b)
+        return [replace(p, span=(best[i][1], best[i][2])) if i in best else p for i, p in enumerate(hits)]

@@ -141,6 +141,8 @@ class Retriever:
             if dedupe_hits:
                 hits = dedupe(hits)
             hits = [replace(p, rank=i + 1) for i, p in enumerate(hits[:k])]
+            if rerank and hits and s.retrieval.focus_words:
+                hits = self.scorer.focus(q, hits, s.retrieval.focus_words)
             if expand:
                 hits = [replace(p, neighbours=tuple(c for c in store.neighbours(p.chunk, expand, expand) if c.chunk_id != p.chunk.chunk_id)) for p in hits]
             out.append(hits)
@@ -178,7 +180,19 @@ class Retriever:
             out.append(Passage(chunk=chunk, score=main, rank=len(out) + 1, scores=scores))
         return out
 
-    def _rerank(self, query: str, hits: list[Passage]) -> list[Passage]:
+    @property
+    def scorer(self) -> Reranker | None:
+        """The evidence scorer (cross-encoder) named by `retrieval.reranker`, loaded on first use; None when off."""
+        r = self.settings.retrieval
+        if r.reranker is None:
+            return None
         if self._reranker is None:
-            self._reranker = Reranker(self.settings.retrieval.reranker, getattr(self.embedder, "device", None))  # type: ignore[arg-type]
-        return self._reranker.rerank(query, hits)
+            with self._refresh_lock:
+                if self._reranker is None:
+                    device = getattr(self.embedder, "device", None) or "cpu"
+                    self._reranker = Reranker(r.reranker, str(device), max_length=r.rerank_max_length, quantize=r.rerank_quantize)
+        return self._reranker
+
+    def _rerank(self, query: str, hits: list[Passage]) -> list[Passage]:
+        assert self.scorer is not None
+        return self.scorer.rerank(query, hits)

@@ -1,0 +1,473 @@
+"""The shape of answers: question types, answer spans, what may be quoted, summaries, and no invented facts.
+
+Passages are built from real corpus text (line breaks as the loaders give them), so the headings,
+captions, lead-ins and footnote numbers that spoiled extractive answers are the real ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.answer.attribution import attribute
+from rag.answer.evidence import clean_sentence, is_leadin, not_quotable, passage_units, strip_footnote_marker
+from rag.answer.extractive import extractive
+from rag.answer.facts import (
+    extract_facts,
+    missing_facts,
+    parse_date,
+    parse_number,
+    strip_quotation_marks,
+    unfound_quotations,
+)
+from rag.answer.markers import render
+from rag.answer.qtypes import (
+    agent_spans,
+    answer_spans,
+    classify,
+    date_spans,
+    identifier_spans,
+    name_spans,
+    number_spans,
+)
+from rag.types import AnswerSentence, Chunk, Passage
+
+
+def P(text: str, source: str = "doc.md", n: int = 0, title: str = "Doc", section: str = "Sec", ordinal: int | None = None) -> Passage:
+    c = Chunk(chunk_id=f"c{n}{source}", doc_id="d" + source, source=source, title=title, ordinal=n if ordinal is None else ordinal,
+              text=text, char_start=0, char_end=len(text), page=n + 1, page_end=n + 1, section=section, n_tokens=10, embed_text=text)
+    return Passage(chunk=c, score=0.9, rank=n + 1, scores={"dense": 0.8})
+
+
+# -- real corpus text ------------------------------------------------------------------------
+
+NTIA_DATES = """models for which the model weights are
+widely available, as well as policy and
+regulatory recommendations pertaining
+to those models.
+DATES: Written comments must be
+received on or before March 27, 2024.
+ADDRESSES: All electronic public
+comments on this action, identified by
+Regulations.gov docket number NTIA–
+2023–0009, may be submitted through
+the Federal e-Rulemaking Portal at
+https://www.regulations.gov. The docket
+established for this request for comment
+can be found at www.Regulations.gov,
+NTIA–2023–0009."""
+
+NTIA_QUESTIONS = """Instructions for Commenters
+Through this Request for Comment,
+we hope to gather information on the
+following questions. These are not
+exhaustive, and commenters are invited
+to provide input on relevant questions
+not asked below. Commenters are not
+required to respond to all questions.
+When responding to one or more of the
+questions below, please note in the text
+of your response the number of the
+question to which you are responding.
+Questions
+1. How should NTIA define ‘‘open’’ or
+‘‘widely available’’ when thinking about
+foundation models and model weights?
+a. Is there evidence or historical
+examples suggesting that weights of
+models similar to currently-closed AI
+systems will, or will not, likely become
+widely available? If so, what are they?"""
+
+OMB_SECTION5 = """III. REPORTING ON DETERMINATIONS, EXTENSIONS, AND WAIVERS FROM
+SECTION 5 OF OMB MEMORANDUM M-24-10
+The following guidance provides the mechanisms for Federal agencies to report and certify the ongoing
+validity of the determinations granted under Section 5(b) of OMB Memorandum M-24-10 and report on
+any extensions and waivers granted under Section 5(c)(iii) of that guidance. Agencies are to refrain from
+reporting any information whose sharing would be inconsistent with applicable law and governmentwide
+policy, such as the exemptions from public disclosure provided in 5 U.S.C. § 552.
+a. Reporting on Determinations"""
+
+M2410_OVERVIEW = """1. OVERVIEW
+While AI is improving operations and service delivery across the Federal Government,
+agencies must effectively manage its use. As such, this memorandum establishes new agency
+requirements and guidance for AI governance, innovation, and risk management, including
+through specific minimum risk management practices for uses of AI that impact the rights and
+safety of the public.
+Strengthening AI Governance. Managing AI risk and promoting AI innovation requires
+effective AI governance. As required by Executive Order 14110, each agency must designate a
+Chief AI Officer (CAIO) within 60 days of the date of the issuance of this memorandum. This
+memorandum describes the roles, responsibilities, seniority, position, and reporting structures for
+agency CAIOs, including expanded reporting through agency AI use case inventories."""
+
+RMF_FIG5 = """Fig. 5. Functions organize AI risk management activities at their highest level to govern, map,
+measure, and manage AI risks. Governance is designed to be a cross-cutting function to inform
+and be infused throughout the other three functions.
+Risk management should be continuous, timely, and performed throughout the AI system
+lifecycle dimensions."""
+
+RMF_OECD = """The OECD has developed a framework for classifying AI lifecycle activities according to
+five key socio-technical dimensions, each with properties relevant for AI policy and gover-
+nance, including risk management [OECD (2022) OECD Framework for the Classification
+of AI systems — OECD Digital Economy Papers]. Figure 2 shows these dimensions,
+slightly modified by NIST for purposes of this framework."""
+
+RMF_DEVELOPMENT = """Additional resources related to the Framework are included in the AI RMF Playbook,
+which is available via the NIST AI RMF website:
+https://www.nist.gov/itl/ai-risk-management-framework.
+Development of the AI RMF by NIST in collaboration with the private and public sec-
+tors is directed and consistent with its broader AI efforts called for by the National AI
+Initiative Act of 2020, the National Security Commission on Artificial Intelligence recom-
+mendations, and the Plan for Federal Engagement in Developing Technical Standards and
+Related Tools."""
+
+RMF_OVERVIEW = """The Framework is divided into two parts. Part 1 discusses how organizations can frame
+the risks related to AI and describes the intended audience. Next, AI risks and trustworthi-
+ness are analyzed, outlining the characteristics of trustworthy AI systems, which include
+
+valid and reliable, safe, secure and resilient, accountable and transparent, explainable and
+interpretable, privacy enhanced, and fair with their harmful biases managed."""
+
+PLAN_OPEN = """Encourage Open-Source and Open-Weight AI
+Open-source and open-weight AI models are made freely available by developers for anyone
+in the world to download and modify. Models distributed this way have unique value for
+innovation because startups can use them flexibly without being dependent on a closed model
+provider. They also benefit commercial and government adoption of AI because many
+businesses and governments have sensitive data that they cannot send to closed model
+vendors. And they are essential for academic research, which often relies on access to the
+weights and training data of a model to perform scientifically rigorous experiments.
+We need to ensure America has leading open models founded on American values. Opensource and open-weight models could become global standards in some areas of business and
+in academic research worldwide. For that reason, they also have geostrategic value. While the
+decision of whether and how to release an open or closed model is fundamentally up to the
+developer, the Federal government should create a supportive environment for open models.
+Recommended Policy Actions"""
+
+PLAN_OPEN_ACTIONS = """• Partner with leading technology companies to increase the research community’s
+access to world-class private sector computing, models, data, and software resources
+as part of the NAIRR pilot.
+• Build the foundations for a lean and sustainable NAIRR operations capability that can
+connect an increasing number of researchers and educators across the country to
+critical AI resources.
+• Led by DOC through the National Telecommunications and Information Administration
+(NTIA), convene stakeholders to help drive adoption of open-source and open-weight
+models by small and medium-sized businesses."""
+
+PLAN_FOOTNOTE = """• Led by the Department of the Treasury, issue guidance clarifying that many AI literacy
+and AI skill development programs may qualify as eligible educational assistance under
+Section 132 of the Internal Revenue Code, given AI’s widespread impact reshaping the
+tasks and skills required across industries and occupations.
+9 In applicable situations, this
+will enable employers to offer tax-free reimbursement for AI-related training and help
+scale private-sector investment in AI skill development, preserving jobs for American
+workers."""
+
+SECTION = "Pillar I: Accelerate AI Innovation > Encourage Open-Source and Open-Weight AI"
+
+
+# -- question types ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("question,qtype", [
+    ("When were NTIA comments due?", "when"),
+    ("By what date did NTIA need written comments on dual-use foundation models with widely available weights?", "when"),
+    ("On what date was OMB's AI governance memo M-24-10 signed out?", "when"),
+    ("What was the deadline for most agencies to hand OMB their 2024 lists of AI applications in use?", "when"),
+    ("When will NIST review the AI RMF with formal input from the AI community?", "when"),
+    ("Trump's January 23, 2025 AI order tells officials to comb through actions taken under the Biden AI order it revoked. "
+     "When had that Biden order been signed?", "when"),
+    ("Which agency developed the AI Risk Management Framework?", "who"),
+    ("Who chairs the AI education task force that Trump created in April 2025?", "who"),
+    ("Which NTIA staffer should people contact with questions about the agency's consultation on openly released model weights?", "who"),
+    ("Under OMB's March 2024 AI memo, who is supposed to lead the AI governance board at each big agency?", "who"),
+    ("The Energy Secretary runs the Genesis Mission inside DOE, but which White House adviser provides overall leadership?", "who"),
+    ("Within how many days must each agency designate a Chief AI Officer under M-24-10?", "how_many"),
+    ("How many public comments did OSTP publish on the AI Action Plan RFI?", "how_many"),
+    ("How much new electrical load must a facility add before the July 2025 permitting order's data center definition applies?", "how_many"),
+    ("Under the data center permitting order, below what share of a project's total cost is federal funding presumed not to give control?", "how_many"),
+    ("How often must an agency's full AI governance board, deputy secretary included, meet under M-24-10?", "how_many"),
+    ("What compute threshold triggers reporting requirements for models under Executive Order 14110?", "how_many"),
+    ("What must agencies designate under OMB memo M-24-10?", "which"),
+    ("Which executive order did the January 20, 2025 rescissions revoke concerning safe, secure, and trustworthy AI?", "which"),
+    ("Which regulations.gov docket number collects comments on the NTIA open weights request?", "which"),
+    ("What platform does the Secretary of Energy establish for the Genesis Mission?", "which"),
+    ("What minimum grade does M-24-10 set for the CAIO at agencies outside the CFO Act list?", "which"),
+    ("What does the Action Plan say about open-weight models?", "summary"),
+    ("What does the AI Action Plan say about open-source and open-weight AI models?", "summary"),
+    ("Summarize the Genesis Mission order.", "summary"),
+    ("What are the recommended policy actions on open-weight AI?", "summary"),
+    ("How does the Action Plan propose to handle the power grid?", "summary"),
+    ("What does the Action Plan recommend on export controls for semiconductor manufacturing?", "summary"),
+    ("Is the AI RMF mandatory for private companies?", "yesno"),
+    ("Does M-24-10 apply to the Intelligence Community?", "yesno"),
+    ("Why does the Genesis Mission order invoke the Manhattan Project?", "other"),
+    ("What are the three pillars of America's AI Action Plan?", "other"),
+    ("What is the Genesis Mission?", "other"),
+    ("What must drone operators hold and keep?", "other"),
+])
+def test_question_types(question, qtype):
+    assert classify(question) == qtype
+
+
+# -- span detectors ---------------------------------------------------------------------------
+
+def texts(spans):
+    return [s.text for s in spans]
+
+
+def test_date_spans_in_many_formats():
+    assert texts(date_spans("DATES: Written comments must be received on or before March 27, 2024.")) == ["March 27, 2024"]
+    assert texts(date_spans("Federal Register / Vol. 89, No. 38 / Monday, February 26, 2024 / Notices")) == ["Monday, February 26, 2024"]
+    assert texts(date_spans("Each agency must designate a Chief AI Officer (CAIO) within 60 days of the date of the issuance.")) == ["within 60 days"]
+    assert texts(date_spans("By December 1, 2024, agency CAIOs must recertify and report the full list.")) == ["December 1, 2024"]
+    assert texts(date_spans("Congress appropriated funds in fiscal year 2025 and the report is due 2024-03-27.")) == ["fiscal year 2025", "2024-03-27"]
+    assert texts(date_spans("a review is expected to take place no later than 2028.")) == ["no later than 2028"]
+    assert texts(date_spans("This publication is available free of charge. January 2023")) == ["January 2023"]
+    assert texts(date_spans("Comments were submitted over a seven-week span and closed on March 15th, ranging in topics.")) == ["March 15th"]
+    assert texts(date_spans("August 14th, 2024 The Advancing American AI Act")) == ["August 14th, 2024"]
+    assert date_spans("docket number NTIA–2023–0009 under Executive Order 14110") == []  # digits in identifiers are no dates
+
+
+def test_number_spans_keep_units_and_skip_identifiers():
+    s = "a facility that requires greater than 100 megawatts (MW) of new load and a sponsor committed at least $500 million"
+    assert texts(number_spans(s)) == ["greater than 100 megawatts", "at least $500 million"]
+    assert texts(number_spans("The White House published over 10,000 public comments.")) == ["over 10,000"]
+    assert texts(number_spans("less than 50 percent of total project costs")) == ["less than 50 percent"]
+    assert texts(number_spans("AISI shall pursue testing of at least two frontier AI models prior to deployment.")) == ["at least two frontier AI models"]
+    assert texts(number_spans("contains at least tens of billions of parameters")) == ["at least tens of billions of parameters"]
+    assert texts(number_spans("The full Board must convene on at least a semi-annual basis.")) == ["semi-annual"]
+    assert texts(number_spans("Comments were submitted over a seven-week span.")) == ["seven-week"]
+    assert number_spans("Under M-24-10, Executive Order 14110 and 89 FR 14059, see Sec. 4.6 and NIST AI 100-1.") == []
+    assert number_spans("9 In applicable situations, this will enable employers to offer reimbursement.") == []  # a footnote marker
+
+
+def test_agent_and_name_spans():
+    s = "The Assistant to the President and Deputy Chief of Staff for Policy shall serve as Chair of the White House AI Council."
+    assert texts(agent_spans(s))[0] == "Assistant to the President and Deputy Chief of Staff for Policy"
+    assert "Secretary of Energy" in texts(agent_spans("The Secretary of Energy shall establish the American Science and Security Platform."))
+    assert "NIST" in texts(agent_spans("Development of the AI RMF by NIST in collaboration with the private and public sectors."))
+    assert {"NTIA", "Department of Commerce"} <= set(texts(agent_spans("NTIA, within the Department of Commerce, seeks comment.")))
+    assert "Travis Hall" in texts(agent_spans("Please direct questions regarding this Request for Comment to Travis Hall at thall@ntia.gov."))
+    assert "AI" not in texts(agent_spans("AI systems are socio-technical."))
+    assert texts(identifier_spans("Under M-24-10, EO 14110, Executive Order 14179, 89 FR 14059, Sec. 4.6, Section 5(c), NIST AI 100-1 "
+                                  "and docket NTIA–2023–0009, at least a GS-15.")) == [
+        "M-24-10", "EO 14110", "Executive Order 14179", "89 FR 14059", "Sec. 4.6", "Section 5(c)", "NIST AI 100-1", "NTIA–2023–0009", "GS-15"]
+    names = texts(name_spans("These functions – GOVERN, MAP, MEASURE, and MANAGE – are broken down further."))
+    assert {"GOVERN", "MAP", "MEASURE", "MANAGE"} <= set(names)
+
+
+def test_answer_spans_skip_what_the_question_already_says():
+    s = "As required by Executive Order 14110, each agency must designate a Chief AI Officer (CAIO) within 60 days."
+    assert answer_spans(s, "What must agencies designate under OMB memo M-24-10?", "which")[0].text == "Chief AI Officer (CAIO)"
+    s = "Development of the AI RMF by NIST in collaboration with the private and public sectors is directed."
+    assert answer_spans(s, "Which agency developed the AI Risk Management Framework?", "who")[0].text == "NIST"
+    assert answer_spans("The AI Risk Management Framework is voluntary.", "Who wrote the AI Risk Management Framework?", "who") == []
+    s = ("(i) Within 180 days of the date of this memorandum and subject to private sector cooperation, AISI shall pursue voluntary "
+         "preliminary testing of at least two frontier AI models prior to their public deployment.")
+    q = "Under the October 2024 national security memorandum, how many frontier models was NIST's safety institute expected to test?"
+    assert answer_spans(s, q, "how_many")[0].text == "at least two frontier AI models"  # what is counted, not "180 days"
+    s = "Within 60 days of the issuance of this memorandum, the head of each agency must designate a CAIO."
+    assert answer_spans(s, "Within how many days must each agency designate a CAIO?", "how_many")[0].text == "60 days"
+
+
+# -- what may be quoted -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,reason", [
+    ("SECTION 5 OF OMB MEMORANDUM M-24-10", "heading"),
+    ("III. REPORTING ON DETERMINATIONS, EXTENSIONS, AND WAIVERS FROM", "heading"),
+    ("Encourage Open-Source and Open-Weight AI", "heading"),
+    ("Recommended Policy Actions", "fragment"),
+    ("Sec. 3. Strengthening AI Governance.", "heading"),
+    ("Fig. 5. Functions organize AI risk management activities at their highest level to govern, map, measure, and manage AI risks.", "caption"),
+    ("Table 4: Categories and subcategories for the MANAGE function.", "caption"),
+    ("How should NTIA define ‘‘open’’ or ‘‘widely available’’ when thinking about foundation models and model weights?", "question"),
+    ("concentration implications of foundation models: The Invisible Hand of ChatGPT, Brookings Inst.", "fragment"),
+    ("See, e.g., Jai Vipra and Anton Korinek, Market concentration implications, Brookings Inst. (2023) https://www.brookings.edu/x.", "citation"),
+])
+def test_not_quotable(text, reason):
+    assert not_quotable(clean_sentence(text)) == reason
+
+
+def test_quotable_sentences_and_cleaning():
+    assert not_quotable("Each agency must designate a Chief AI Officer within 60 days.") is None
+    assert strip_footnote_marker("9 In applicable situations, this will enable employers") == "In applicable situations, this will enable employers"
+    assert strip_footnote_marker("10See, e.g., Jai Vipra") == "See, e.g., Jai Vipra"
+    assert strip_footnote_marker("Revoking Executive Order 1396012 of December 3, 2020") == "Revoking Executive Order 1396012 of December 3, 2020"
+    assert strip_footnote_marker("1. OVERVIEW") == "1. OVERVIEW"
+    assert clean_sentence("DATES: Written comments must be received on or before March 27, 2024.") == \
+        "Written comments must be received on or before March 27, 2024."
+    assert clean_sentence("• Led by DOC, develop new export controls on semiconductor manufacturing subsystems.").startswith("Led by DOC")
+    assert is_leadin("outlining the characteristics of trustworthy AI systems, which include")
+    assert is_leadin("To report on such waivers:") and not is_leadin("Agencies must act.")
+
+
+def test_leadin_is_quoted_only_with_its_list():
+    from rag.answer.evidence import evidence_sentences
+
+    units = passage_units(evidence_sentences(RMF_OVERVIEW))
+    lists = [u for u in units if u.kind == "list"]
+    assert len(lists) == 1 and lists[0].text.endswith("fair with their harmful biases managed.")
+    assert not any(u.text.rstrip().endswith("which include") for u in units)
+    alone = passage_units(["Key policies in the AI Action Plan include:", "The Plan identifies over 90 Federal policy actions."])
+    assert [u.text for u in alone] == ["The Plan identifies over 90 Federal policy actions."]
+
+
+# -- extractive answers on real passages --------------------------------------------------------
+
+def quoted(sents: list[AnswerSentence]) -> str:
+    return " ".join(s.text for s in sents)
+
+
+def test_when_question_puts_the_date_first(embedder):
+    passages = [P(NTIA_QUESTIONS, "ntia.pdf", 0), P(NTIA_DATES, "ntia.pdf", 1)]
+    sents, quotes, best = extractive("When were NTIA comments due?", passages, embedder)
+    assert render(sents).startswith("March 27, 2024 [2]: “Written comments must be received on or before March 27, 2024.”")
+    assert sents[0].citations == (2,) and sents[0].supported and best > 0.2
+    assert "Written comments must be received" in quotes[2][0]
+    assert "?" not in quoted(sents)  # a commenter question is no answer
+
+
+def test_who_question_names_the_agency(embedder):
+    passages = [P(RMF_FIG5, "rmf.txt", 0), P(RMF_OECD, "rmf.txt", 1), P(RMF_DEVELOPMENT, "rmf.txt", 2)]
+    sents, _, _ = extractive("Which agency developed the AI Risk Management Framework?", passages, embedder)
+    assert sents[0].text.startswith("NIST: “Development of the AI RMF by NIST") and sents[0].citations == (3,)
+    assert "Fig. 5" not in quoted(sents)
+
+
+def test_which_question_names_the_officer_and_never_quotes_a_heading(embedder):
+    passages = [P(OMB_SECTION5, "omb-guidance.pdf", 0), P(M2410_OVERVIEW, "m-24-10.pdf", 1)]
+    sents, _, _ = extractive("What must agencies designate under OMB memo M-24-10?", passages, embedder)
+    assert sents[0].text.startswith("Chief AI Officer (CAIO): “") and sents[0].citations == (2,)
+    assert "SECTION 5 OF" not in quoted(sents) and "OVERVIEW" not in quoted(sents)
+
+
+def test_how_many_question(embedder):
+    sents, _, _ = extractive("Within how many days must each agency designate a Chief AI Officer?", [P(M2410_OVERVIEW, "m.pdf")], embedder)
+    assert render(sents).startswith("60 days [1]: “As required by Executive Order 14110")
+
+
+def test_headings_captions_leadins_and_footnote_numbers_are_never_quoted(embedder):
+    passages = [P(OMB_SECTION5, "g.pdf", 0), P(RMF_FIG5, "rmf.txt", 1), P(RMF_OVERVIEW, "rmf.txt", 2), P(PLAN_FOOTNOTE, "plan.pdf", 3),
+                P(PLAN_OPEN, "plan.pdf", 4), P(NTIA_QUESTIONS, "ntia.pdf", 5)]
+    questions = ["What are the reporting requirements of Section 5 of OMB memorandum M-24-10?", "What do the functions of the AI RMF organize?",
+                 "What are the characteristics of trustworthy AI systems?", "How will the Treasury guidance help employers with AI training?",
+                 "Why are open-weight AI models valuable?", "What questions does NTIA ask commenters?"]
+    for q in questions:
+        sents, _, _ = extractive(q, passages, embedder, n_sentences=3)
+        assert sents, q
+        for s in sents:
+            body = s.text.split("“", 1)[1]
+            assert not body[:1].isdigit(), (q, s.text)  # no leading footnote number
+            assert not_quotable(body.rstrip("”")) is None or s.text.startswith("- "), (q, s.text)
+            for bad in ("SECTION 5 OF", "REPORTING ON", "Fig. 5", "Encourage Open-Source and Open-Weight AI", "Recommended Policy Actions",
+                        "Instructions for Commenters"):
+                assert bad not in s.text, (q, s.text)
+            assert not s.text.rstrip("”").endswith(("which include", ":")), (q, s.text)
+    sents, _, _ = extractive("How will the Treasury guidance help employers with AI training?", passages, embedder, n_sentences=3)
+    assert "In applicable situations, this will enable employers" in quoted(sents)
+    sents, _, _ = extractive("What are the characteristics of trustworthy AI systems?", passages, embedder, n_sentences=1)
+    assert "which include valid and reliable, safe" in sents[0].text  # the lead-in with its list
+
+
+def test_summary_question_gives_several_cited_points_in_document_order(embedder):
+    passages = [P(PLAN_OPEN_ACTIONS, "plan.pdf", 1, section=SECTION, ordinal=9), P(PLAN_OPEN, "plan.pdf", 0, section=SECTION, ordinal=8),
+                P(NTIA_QUESTIONS, "ntia.pdf", 2)]
+    sents, quotes, best = extractive("What does the Action Plan say about open-weight models?", passages, embedder)
+    assert 3 <= len(sents) <= 6 and best > 0.3
+    assert all(s.citations and s.citations[0] in (1, 2) and s.supported and s.text.startswith("- “") for s in sents)
+    cited = [s.citations[0] for s in sents]
+    assert cited == sorted(cited, reverse=True)  # passage 2 (ordinal 8) comes before passage 1 (ordinal 9)
+    assert any("convene stakeholders" in s.text for s in sents)  # a recommended action is among the points
+    text = render(sents)
+    assert text.count("\n") == len(sents) - 1 and "Recommended Policy Actions" not in text and "Encourage Open-Source" not in text
+    assert set(quotes) == set(cited)
+
+
+def test_a_scorer_changes_the_choice(embedder):
+    passages = [P(PLAN_OPEN, "plan.pdf", 0)]
+    q = "Why do open-weight models matter?"
+    plain, _, _ = extractive(q, passages, embedder, n_sentences=1)
+    target = "For that reason, they also have geostrategic value."
+    assert target not in plain[0].text
+
+    def scorer(question: str, sentences):
+        assert question == q and len(sentences) > 3
+        return np.array([4.0 if s == target else -4.0 for s in sentences])
+
+    sents, quotes, best = extractive(q, passages, embedder, n_sentences=1, scorer=scorer)
+    assert sents[0].text == f"“{target}”" and best == 4.0 and quotes[1][0] == target
+
+
+def test_existing_call_shapes_still_work(embedder):
+    from rag.settings import AnswerSettings
+
+    passages = [P(NTIA_DATES, "ntia.pdf")]
+    sents, quotes, best = extractive("What is the docket number?", passages, embedder, n_sentences=1)
+    assert len(sents) == 1 and isinstance(quotes, dict) and isinstance(best, float)
+    sents, _, _ = extractive("What is the docket number?", passages, embedder, opts=AnswerSettings())
+    assert sents
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+def test_render_puts_the_citation_after_the_answer_span():
+    s = AnswerSentence("March 27, 2024: “Written comments must be received on or before March 27, 2024.”", (2,), 0.6, True)
+    assert render([s]) == "March 27, 2024 [2]: “Written comments must be received on or before March 27, 2024.”"
+    pts = [AnswerSentence("- “A point.”", (1,), 0.6, True), AnswerSentence("- “Another point.”", (2,), 0.6, True)]
+    assert render(pts) == "- “A point.” [1]\n- “Another point.” [2]"
+    assert render([AnswerSentence("“Quoted.”", (1,), 0.6, True)]) == "“Quoted.” [1]."
+
+
+# -- no invented facts -------------------------------------------------------------------------
+
+def test_fact_normalisation():
+    assert parse_date("March 27, 2024") == parse_date("27 March 2024") == parse_date("2024-03-27") == parse_date("3/27/2024") == (2024, 3, 27)
+    assert parse_date("Monday, February 26, 2024") == (2024, 2, 26) and parse_date("January 2023") == (2023, 1, None)
+    assert parse_number("over 10,000") == parse_number("10000 comments") == parse_number("ten thousand") == 10000
+    assert parse_number("$500 million") == parse_number("$500,000,000") == 5e8
+    assert parse_number("50 percent") == parse_number("50%") == 50 and parse_number("seven-week") == 7
+    assert parse_number("tens of billions of parameters") is None  # vague: nothing to check
+    src = "As required by Executive Order 14110 and Sec. 4.6 of it, docket NTIA–\n2023–0009 (89 FR 14059) lists over 10,000 comments."
+    for ok in ("EO 14110 applies.", "E.O. 14110 applies.", "Section 4.6 applies.", "Docket NTIA-2023-0009 applies.",
+               "89 Fed. Reg. 14059 applies.", "It lists 10000 comments.", "It lists ten thousand comments."):
+        assert missing_facts(ok, src) == [], ok
+    for bad in ("EO 14179 applies.", "Section 4.7 applies.", "Docket NTIA-2023-0010 applies.", "It lists 12,000 comments."):
+        assert missing_facts(bad, src), bad
+
+
+def test_fact_check_rejects_invented_facts_and_keeps_true_ones():
+    src = M2410_OVERVIEW + "\nWritten comments must be received on or before March 27, 2024."
+    assert missing_facts("Each agency must designate a Chief AI Officer within 60 days under Executive Order 14110.", src) == []
+    assert missing_facts("Comments were due by 2024-03-27.", src) == []
+    assert [f.text for f in missing_facts("Each agency must designate a Chief AI Officer by December 17, 2023.", src)] == ["December 17, 2023"]
+    assert [f.text for f in missing_facts("Each agency must designate a Chief AI Officer within 90 days.", src)] == ["90 days"]
+    assert [f.text for f in missing_facts("Executive Order 14179 requires a Chief AI Officer.", src)] == ["Executive Order 14179"]
+    assert [f.text for f in missing_facts("This is required under M-24-18.", src)] == ["M-24-18"]
+    assert missing_facts("The memo says agencies must “designate a Chief AI Officer (CAIO) within 60 days”.", src) == []
+    invented = "The memo says “agencies shall appoint a Chief Robot Officer at once”."
+    assert [f.kind for f in extract_facts(invented)] == ["quote"] and missing_facts(invented, src)
+    assert unfound_quotations(invented, [src, NTIA_DATES]) == ["agencies shall appoint a Chief Robot Officer at once"]
+    assert strip_quotation_marks(invented, unfound_quotations(invented, [src])) == \
+        "The memo says agencies shall appoint a Chief Robot Officer at once."
+
+
+def test_attribution_flags_invented_facts_whatever_their_support(embedder):
+    passages = [P(M2410_OVERVIEW, "m-24-10.pdf", 0, title="OMB M-24-10: Advancing Governance"), P(NTIA_DATES, "ntia.pdf", 1)]
+    draft = ("Each agency must designate a Chief AI Officer within 60 days of the issuance of this memorandum [1]. "
+             "Each agency must designate a Chief AI Officer within 60 days of December 17, 2023 [1]. "
+             "As required by Executive Order 14179, each agency must designate a Chief AI Officer [1]. "
+             "Under M-24-10, each agency must designate a Chief AI Officer [1]. "
+             "Written comments must be received on or before March 27, 2024 [2]. "
+             "Written comments must be received on or before March 29, 2024 [2]. "
+             "The memo says “each agency must appoint a Chief Robot Officer at once” [1].")
+    failures: dict[int, list[str]] = {}
+    sents, quotes = attribute(draft, passages, embedder, threshold=0.5, failures=failures)
+    assert len(sents) == 7
+    ok, bad_date, bad_eo, title_id, ntia_ok, ntia_bad, fake_quote = sents
+    assert ok.supported and ok.citations == (1,)
+    assert title_id.supported  # the memo's number is in the passage's title
+    assert ntia_ok.supported and ntia_ok.citations == (2,)
+    for s in (bad_date, bad_eo, ntia_bad, fake_quote):
+        assert not s.supported and s.citations == ()
+    assert bad_date.support >= 0.5  # the embedding alone would have accepted it
+    assert failures[1] == ["December 17, 2023"] and failures[2] == ["Executive Order 14179"] and failures[5] == ["March 29, 2024"]
+    assert "“" not in fake_quote.text and "Chief Robot Officer" in fake_quote.text  # never shown as a quotation
+    assert 0 not in failures
