@@ -100,7 +100,7 @@ class AnswerSettings(_Group):
         "extractive", description="extractive quotes sentences (no LLM); generative is the LLM's answer, checked; auto drops unsupported LLM sentences and falls back to extractive.")
     refusal_threshold: float = Field(0.45, ge=-1, le=1, description="Refuse when no passage's dense similarity to the question reaches this.")
     answerable_probability: float = Field(0.05, ge=0, le=1, description="With an evidence scorer: refuse when its calibrated probability that the best passage answers is below this.")
-    extractive_threshold: float = Field(0.40, ge=-1, le=2, description="Refuse (extractive) or fall back (auto) when the best sentence scores below this.")
+    extractive_threshold: float = Field(0.30, ge=-1, le=2, description="Refuse (extractive) or fall back (auto) when the best sentence scores below this.")
     support_threshold: float = Field(0.50, ge=0, le=1, description="Sentence-passage support needed for a sentence to count as supported.")
     support_dense_weight: float = Field(0.5, ge=0, le=1, description="Support = w * embedding similarity + (1 - w) * share of content words found.")
     extractive_sentences: int = Field(2, ge=1, le=10, description="Sentences quoted by an extractive answer.")
@@ -111,7 +111,7 @@ class AnswerSettings(_Group):
     min_supported_chars: int = Field(40, ge=0, description="auto: with less supported model text than this, answer extractively.")
     max_chars_per_passage: int = Field(700, ge=50, description="Characters of each passage put into the LLM prompt (prompt = passages).")
     prompt: Literal["evidence", "passages"] = Field(
-        "evidence", description="What the LLM reads: the few best-scored sentences with their [n] (evidence), or whole passages.")
+        "passages", description="What the LLM reads: whole passages, or only the few best-scored sentences with their [n] (evidence: 2.6x faster first token, answer quality not yet measured).")
     evidence_sentences: int = Field(4, ge=1, le=40, description="Sentences given to the LLM with the evidence prompt.")
 
 
