@@ -25,7 +25,7 @@ def stage_of(module: str) -> str:
         return "outside"
     if module in BASE or (len(parts) > 1 and ".".join(parts[:2]) in BASE):
         return "base"
-    return parts[1] if len(parts) > 1 and parts[1] in STAGES else parts[1]
+    return parts[1]
 
 
 def modules(folder: str) -> dict[str, Path]:

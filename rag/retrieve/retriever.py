@@ -35,6 +35,7 @@ class Retriever:
     settings: Settings = field(default_factory=Settings)
     _reranker: Any = None
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _scorer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def open(cls, settings: Settings, embedder: Any | None = None) -> Retriever:
@@ -187,7 +188,7 @@ class Retriever:
         if r.reranker is None:
             return None
         if self._reranker is None:
-            with self._refresh_lock:
+            with self._scorer_lock:
                 if self._reranker is None:
                     device = getattr(self.embedder, "device", None) or "cpu"
                     self._reranker = Reranker(r.reranker, str(device), max_length=r.rerank_max_length, quantize=r.rerank_quantize)
