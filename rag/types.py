@@ -107,11 +107,22 @@ class Passage:
     scores: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
     neighbours: tuple[Chunk, ...] = field(default=(), compare=False, hash=False)  # context, not cited
     span: tuple[int, int] | None = None  # the part of chunk.text that answers best (char offsets), when focused
+    # its document's identity and status ({identifiers, kind, date, status, tag}), when the index has them (issue 13)
+    document: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def text(self) -> str:
         """What a reader is shown first: the focused span of a long chunk, else the whole chunk."""
         return self.chunk.text[self.span[0] : self.span[1]] if self.span else self.chunk.text
+
+    @property
+    def display_score(self) -> tuple[str, float]:
+        """(name, value in 0..1) of the score a reader is shown: the evidence scorer's relevance when the
+        passage was reranked, else the cosine similarity of question and passage (clipped: a negative
+        cosine only means unrelated). Lists shown to readers are sorted by it."""
+        if "rerank_p" in self.scores:
+            return "relevance", min(1.0, max(0.0, float(self.scores["rerank_p"])))
+        return "similarity", min(1.0, max(0.0, float(self.scores.get("dense", self.score))))
 
     def to_dict(self) -> dict[str, Any]:
         c = self.chunk
@@ -136,6 +147,8 @@ class Passage:
                 if self.scores
                 else {}
             ),
+            "display_score": {"name": self.display_score[0], "value": round(self.display_score[1], 4)},
+            **({"document": self.document} if self.document else {}),
         }
 
 
@@ -154,6 +167,7 @@ class Citation:
             "n": self.n, "chunk_id": c.chunk_id, "doc_id": c.doc_id, "source": c.source, "title": c.title, "date": c.date,
             "page": c.page, "page_end": c.page_end, "section": c.section, "label": c.label, "quote": self.quote,
             "support": round(float(self.support), 4),
+            **({"document": self.passage.document} if self.passage.document else {}),
         }
 
 
@@ -185,6 +199,8 @@ class Answer:
     note: str | None = None
     timings: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
     record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # the system's notes on cited documents revoked/superseded/amended as of the date asked (issue 13)
+    status_notes: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,9 +212,12 @@ class Answer:
             "note": self.note,
             "citations": [c.to_dict() for c in self.citations],
             "sentences": [s.to_dict() for s in self.sentences],
+            # sentences no passage backs (kept, flagged, in generative mode): a reader must not trust them
+            "unsupported_sentences": [s.text for s in self.sentences if not s.supported],
             "passages": [p.to_dict() for p in self.passages],
             "model": self.model,
             "index_id": self.index_id,
             "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.timings.items()},
             "record": self.record,
+            "status_notes": list(self.status_notes),
         }

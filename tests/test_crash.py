@@ -78,6 +78,35 @@ def _assert_usable(index: Path, embedder, allowed: list[set[str]]) -> set[str]:
     return docs
 
 
+def _assert_cli_check_passes(corpus: Path, index: Path, cwd: Path) -> None:
+    """`rag index check` through the real entry point: exit 0 and its ok line (exit 5 lists problems)."""
+    out = subprocess.run([*RAG, "index", "check"], env=_env(corpus, index), capture_output=True, text=True, cwd=cwd)
+    assert out.returncode == 0 and out.stdout.startswith("ok: "), out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("damage", ["rows", "bm25", "faiss"])
+def test_final_check_fails_on_a_corrupted_index(index_copy, tmp_path, damage):
+    """The crash tests end with `_assert_cli_check_passes`: it must be able to fail (it once could not: exit 0
+    with problems listed, so a corrupted index passed)."""
+    import shutil
+    import sqlite3
+
+    corpus, index = index_copy
+    _assert_cli_check_passes(corpus, index, tmp_path)
+    gen = index / (index / "CURRENT").read_text().strip()
+    if damage == "rows":
+        db = sqlite3.connect(gen / "chunks.sqlite")
+        db.execute("DELETE FROM chunks WHERE rowid = (SELECT min(rowid) FROM chunks)")
+        db.commit()
+        db.close()
+    elif damage == "bm25":
+        shutil.rmtree(gen / "bm25")
+    else:
+        (gen / "faiss.index").write_bytes((gen / "faiss.index").read_bytes()[:500])
+    with pytest.raises(AssertionError, match="problem: "):
+        _assert_cli_check_passes(corpus, index, tmp_path)
+
+
 def _leftovers(index: Path) -> list[str]:
     return sorted(p.name for p in index.iterdir() if p.name.startswith("tmp-"))
 
@@ -130,8 +159,7 @@ def test_index_build_survives_sigkill_at_every_point(index_copy, embedder, tmp_p
         assert _leftovers(index) == []
         assert len(list(index.glob("gen-*"))) <= 2
     # the CLI's own check agrees at the end
-    out = subprocess.run([*RAG, "index", "check"], env=_env(corpus, index), capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    _assert_cli_check_passes(corpus, index, tmp_path)
     with capsys.disabled():
         print(f"\nkill points survived: {len(survived)} ({len(set(survived))} distinct): {sorted(set(survived))}")
     assert len(survived) >= 20

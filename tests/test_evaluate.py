@@ -9,6 +9,7 @@ from rag.jobs.datasets import load_jsonl, load_squad
 from rag.jobs.metrics import (
     average_precision_at_k,
     chunk_matches,
+    contains_answer,
     exact_match,
     items_within_words,
     mrr,
@@ -42,12 +43,23 @@ def test_squad_answer_metrics():
     assert token_f1("", ["x"]) == 0.0 and token_f1("x", []) == 0.0
 
 
+def test_key_fact_is_a_normalised_containment():
+    answer = 'March 27, 2024 [2]: "Written comments must be received on or before March 27, 2024."'
+    assert contains_answer(answer, ["march 27 2024"]) == 1.0
+    assert contains_answer(answer, ["the Chief AI Officer", "March 27, 2024"]) == 1.0
+    assert contains_answer(answer, ["March 28, 2024"]) == 0.0
+    assert contains_answer("Over 10,000 comments", ["0,000"]) == 0.0  # whole words only
+    assert contains_answer("anything", []) == 0.0
+
+
 def test_chunk_matches():
     gold = "A PFP Operator offering an exit facility on a Private Financing Platform must provide the following information to its PFP Clients"
     assert chunk_matches("Intro. " + gold + " More.", [gold])
     assert chunk_matches("Previous rule text. A PFP Operator offering an exit facility on a Private Financing Platform must", [gold])
     assert not chunk_matches("Something else entirely about banking licences and capital.", [gold])
     assert chunk_matches("We share your email address with partners.", [], ["email address"])
+    assert chunk_matches("secure the grid's sub-systems against attack", [], ["subsystems"])  # a reflowed PDF's hyphen
+    assert not chunk_matches("secure the grid's systems", [], ["subsystems"])
 
 
 def test_loaders(tmp_path):
@@ -158,12 +170,14 @@ def test_rag_eval_end_to_end(cli, tmp_path, capsys, monkeypatch):
         assert "rerank_ms_per_question" not in r
     a = m["answers"]["extractive"]
     assert a["questions"] == 7 and a["f1"] > 0.3 and a["refusal_accuracy"] is not None  # 6 + 1 cross-policy unanswerable
+    assert 0 < a["key_fact"] <= 1 and a["answers_citing_gold_doc"] is not None
     rows = [json.loads(x) for x in (out / "per_question.jsonl").read_text().splitlines()]
     assert any(r.get("answer_mode") == "extractive" and not r["answerable"] for r in rows)
     assert all(len(r["words"]) == len(r["hits"]) for r in rows if "mode" in r)
     report = (out / "report.md").read_text()
     assert "| hybrid |" in report and "Worst 10 questions" in report and "![recall@k](recall_at_k.png)" in report
     assert "recall@10 ≤400 words" in report and "recall@10 ≤600 words" in report and "Reranking" not in report
+    assert "key fact" in report and "answers citing a gold doc" in report
 
 
 def test_rag_eval_word_budget_and_rerank_mode(cli, tmp_path, capsys, monkeypatch):

@@ -126,4 +126,4 @@ def test_titles_and_passages_are_escaped_in_the_sources_panel(make_answer):
         assert bad not in html_
     md = answer_markdown(make_answer(text="See [click](javascript:alert(5)) <script>alert(6)</script> [1]."))
     assert "<script" not in md and "](javascript:" not in md and "[click]" not in md
-    assert '<a href="#src-1" class="cite">[1]</a>' in md
+    assert 'class="cite"' in md and ">[1]</a>" in md

@@ -24,14 +24,14 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 def test_answer_markdown_links_and_escapes(make_answer):
     md = answer_markdown(make_answer(text="Agencies <img src=x onerror=alert(1)> must act [1]. Bogus [7]."))
-    assert '<a href="#src-1" class="cite">[1]</a>' in md
+    assert '<a href="#src-0-1" class="cite" data-cite="0:1" title="open source [1]">[1]</a>' in md
     assert "<img" not in md and "&lt;img" in md
     assert "[7]" not in md  # a marker with no citation is not shown as one
 
 
 def test_sources_html_escapes_and_highlights(make_answer):
     h = sources_html(make_answer())
-    assert 'id="src-1"' in h and 'data-source="dir/plan.pdf"' in h and 'data-page="7"' in h
+    assert 'id="src-0-1"' in h and 'data-source="dir/plan.pdf"' in h and 'data-page="7"' in h
     assert "<script>" not in h and "&lt;script&gt;" in h and "<b>AI</b>" not in h
     assert "<mark>Agencies must act quickly</mark>" in h and "&amp; well." in h
     assert "p. 7" in h and "2025-07-23" in h and "support 0.81" in h

@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag.answer.attribution import attribute, drop_off_topic
-from rag.answer.evidence import Evidence, prefetch_evidence
+from rag.answer.evidence import Evidence, evidence_sentences, prefetch_evidence
 from rag.answer.extractive import extractive
-from rag.answer.markers import is_refusal, render
+from rag.answer.limits import count_prompt, deadline_from, fit_prompt, past, prompt_budget
+from rag.answer.markers import is_refusal, render, renumber
 from rag.answer.prompts import build_messages, condense_query
+from rag.answer.qtypes import TYPED, classify
+from rag.answer.requirements import missing_answer_kind
 from rag.errors import ConfigError
 from rag.index.chunk import chunk_signature
 from rag.settings import AnswerSettings
 from rag.types import Answer, AnswerSentence, Citation, Passage
 
 ANSWER_MODES = ("generative", "extractive", "auto")
+SECOND_LOOK = 4  # a quantity question missing its number looks this many times deeper (x k) before refusing
 REFUSAL_TEXT = "The documents don't say. The closest passages are listed below."
 
 
@@ -80,7 +84,8 @@ class Answerer:
             return self._generator
         from rag.answer.generate import get_generator
 
-        gen = get_generator(name, self.settings.llm.device, self.settings.llm.dtype, Path(self.settings.cache_dir))
+        llm = self.settings.llm
+        gen = get_generator(name, llm.device, llm.dtype, Path(self.settings.cache_dir), llm.backend, llm.threads)
         if name == self.settings.llm.model:
             self._generator = gen
         return gen
@@ -104,7 +109,10 @@ class Answerer:
         retrieval_mode: str | None = None,
         on_token: Callable[[str], None] | None = None,
         passages: Sequence[Passage] | None = None,
+        deadline: float | None = None,
     ) -> Answer:
+        """`deadline` (time.monotonic()): generation stops there; default now + limits.request_timeout_s."""
+        deadline = deadline if deadline is not None else deadline_from(self.settings)
         question = " ".join(question.split())
         if not question:
             raise ConfigError("the question is empty")
@@ -117,9 +125,19 @@ class Answerer:
         state = self._prepare(question, query, cfg, passages, time.perf_counter() - t0, filters, retrieval_mode, model,
                               store=store)
         if isinstance(state, Answer):
-            return state
-        result = self.generator(model).generate(state.messages, cfg.max_new_tokens, on_token=on_token)
-        return self._complete(state, result)
+            return self._noted(state, store)
+        stop = past(deadline)
+        result = self.generator(model).generate(state.messages, cfg.max_new_tokens, on_token=on_token, stop=stop)
+        if stop():  # the draft so far is checked like any other; the record says why it is short
+            state.record["stopped"] = f"generation stopped at the time limit (limits.request_timeout_s = {self.settings.limits.request_timeout_s:g})"
+        return self._noted(self._complete(state, result), store)
+
+    def _noted(self, answer: Answer, store: Any) -> Answer:
+        """Status notes on the cited documents as of retrieval.as_of (issue 13): the system's, not the model's."""
+        from rag.answer.status_notes import with_status_notes
+        from rag.index.status import parse_as_of
+
+        return with_status_notes(answer, store, parse_as_of(self.settings.retrieval.as_of))
 
     def ask_many(
         self,
@@ -168,7 +186,7 @@ class Answerer:
                 except Exception as e:
                     for i in idx:
                         out[i] = e
-        return out  # type: ignore[return-value]
+        return [self._noted(a, store) if isinstance(a, Answer) else a for a in out]  # type: ignore[misc]
 
     def _prepare(self, question: str, query: str, cfg: AnswerConfig, passages: Sequence[Passage], t_retrieve: float,
                  filters: Any, retrieval_mode: str | None, model: str | None, evidence_cache: dict[str, Any] | None = None,
@@ -181,7 +199,7 @@ class Answerer:
         record["evidence"] = {"best_similarity": round(best_sim, 4)}
         if not passages or best_sim < cfg.opts.refusal_threshold:
             return self._refusal(question, cfg, passages, timings, record, "no passage is similar enough to the question")
-        p_answer = self._answer_probability(question, passages)
+        p_answer = self._answer_probability(query, passages)  # a follow-up ("By when?") is judged with what it refers to
         if p_answer is not None:
             record["evidence"]["answer_probability"] = round(p_answer, 4)
             if p_answer < cfg.opts.answerable_probability:
@@ -190,7 +208,17 @@ class Answerer:
 
         t1 = time.perf_counter()
         ev = Evidence(passages, self.embedder, cache=evidence_cache, dense_weight=cfg.opts.support_dense_weight)
-        ext_sents, ext_quotes, ext_best = extractive(question, passages, self.embedder, evidence=ev, opts=cfg.opts)
+        missing = missing_answer_kind(question, (s for sents in ev.sentences for s in sents))
+        if missing:  # a second look: the candidates just below the top k may hold the number asked for
+            wider = self._second_look(question, query, cfg, passages, filters, retrieval_mode, store)
+            if wider is None:
+                record["evidence"]["missing"] = missing
+                return self._refusal(question, cfg, passages, timings, record, f"the passages give no {missing}")
+            passages, record["evidence"]["second_look"] = wider, True
+            ev = Evidence(passages, self.embedder, cache=evidence_cache, dense_weight=cfg.opts.support_dense_weight)
+        qtype = classify(question)  # the follow-up says what kind of answer it wants, the condensed query what about
+        ext_sents, ext_quotes, ext_best = extractive(query, passages, self.embedder, evidence=ev, opts=cfg.opts,
+                                                     qtype=qtype if query != question and qtype in TYPED else None)
         record["evidence"]["best_sentence"] = round(ext_best, 4)
         timings["attribute_s"] = time.perf_counter() - t1
         if cfg.mode == "extractive" or (cfg.mode == "auto" and ext_best < cfg.opts.extractive_threshold):
@@ -201,7 +229,18 @@ class Answerer:
         prompt_passages = list(passages[: cfg.prompt_passages])
         chosen = select_evidence(self.embedder.encode([question])[0], ev, len(prompt_passages), cfg.opts.evidence_sentences) \
             if cfg.opts.prompt == "evidence" else None
-        messages = build_messages(question, prompt_passages, cfg.opts.max_chars_per_passage, evidence=chosen)
+        gen = self.generator(model)
+
+        def build(n: int, chars: int) -> list[dict[str, str]]:
+            ev_n = {i: v for i, v in chosen.items() if i <= n} if chosen is not None else None
+            return build_messages(question, prompt_passages[:n], chars, evidence=ev_n)
+
+        # the prompt fits the model's window (a huge question or k would otherwise cost minutes and gigabytes)
+        messages, n_fit, _ = fit_prompt(build, len(prompt_passages), cfg.opts.max_chars_per_passage,
+                                        prompt_budget(gen, self.settings, cfg.max_new_tokens), lambda m: count_prompt(gen, m))
+        if n_fit < len(prompt_passages):
+            record["prompt_passages_dropped"] = len(prompt_passages) - n_fit
+            prompt_passages = prompt_passages[:n_fit]
         return _Pending(question, cfg, list(passages), prompt_passages, messages, timings, record, ev, ext_sents, ext_quotes)
 
     def _complete(self, st: _Pending, result: Any) -> Answer:
@@ -213,7 +252,7 @@ class Answerer:
         t2 = time.perf_counter()
         failures: dict[int, list[str]] = {}
         sents, quotes = attribute(result.text, st.prompt_passages, self.embedder, cfg.opts.support_threshold, st.evidence,
-                                  failures=failures)
+                                  failures=failures, min_share=cfg.opts.support_content_share)
         if failures:  # dates, numbers, identifiers or quotations the cited passage does not hold
             record["unsupported_facts"] = {sents[i].text: f for i, f in failures.items() if i < len(sents)}
         sents, off_topic = drop_off_topic(sents, st.question, st.evidence, self.embedder, cfg.opts.off_topic_ratio)
@@ -240,6 +279,21 @@ class Answerer:
         return self._finish(q, cfg, passages, supported, {n: x for n, x in quotes.items() if n in used}, "generative", timings, record, note)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _second_look(self, question: str, query: str, cfg: AnswerConfig, passages: Sequence[Passage], filters: Any,
+                     retrieval_mode: str | None, store: Any, holds: Any = None) -> list[Passage] | None:
+        """For a question whose top passages hold no answer of the kind it wants (a number of what it
+        counts; with `holds`, e.g. a date from the top document): the reranked candidates up to
+        SECOND_LOOK x k that do hold one take the places of the lowest-ranked passages (at most two);
+        None when none does. Costs one more search, on this path only."""
+        seen = {p.chunk.chunk_id for p in passages}
+        holds = holds or (lambda text: missing_answer_kind(question, evidence_sentences(text)) is None)
+        wider = self.retriever.search([query], cfg.k * SECOND_LOOK, filters or None, mode=retrieval_mode, store=store)[0]
+        found = [p for p in wider if p.chunk.chunk_id not in seen and holds(p.chunk.text)][:2]
+        if not found:
+            return None
+        keep = list(passages)[: max(1, len(passages) - len(found))]
+        return [*keep, *(replace(p, rank=len(keep) + i + 1) for i, p in enumerate(found))]
 
     def _answer_probability(self, question: str, passages: Sequence[Passage]) -> float | None:
         """Calibrated probability (evidence scorer) that the best passage answers the question; None without a scorer.
@@ -275,8 +329,10 @@ class Answerer:
     def _finish(self, question: str, cfg: AnswerConfig, passages: Sequence[Passage], sents: Sequence[AnswerSentence],
                 quotes: dict[int, tuple[str, float]], produced_by: str, timings: dict[str, Any], record: dict[str, Any],
                 note: str | None) -> Answer:
-        cited = sorted({n for s in sents for n in s.citations})
-        citations = tuple(Citation(n=n, passage=passages[n - 1], quote=quotes.get(n, ("", 0.0))[0], support=quotes.get(n, ("", 0.0))[1]) for n in cited)
+        sents, by_number = renumber(sents)  # [1], [2], ... in order of first use, whatever the passage ranks
+        citations = tuple(Citation(n=n, passage=passages[k - 1], quote=quotes.get(k, ("", 0.0))[0], support=quotes.get(k, ("", 0.0))[1])
+                          for n, k in sorted(by_number.items()))
+        record["citation_passages"] = {str(n): k for n, k in sorted(by_number.items())}  # [n] -> passage rank
         timings["total_s"] = sum(v for k, v in timings.items() if k.endswith("_s") and k not in ("first_token_s", "total_s"))
         model = record["settings"]["llm_model"] if produced_by == "generative" else None
         return Answer(question=question, text=render(sents), refused=False, mode=cfg.mode, produced_by=produced_by,

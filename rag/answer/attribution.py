@@ -12,6 +12,11 @@ passage may only be cited for a sentence when it also states every date, number,
 quotation of the sentence (facts.py); a sentence no passage backs that way is unsupported. A
 quotation found in no passage at all is never shown as one: its quotation marks are removed (the
 words stay, so the reader sees what the model claimed, flagged as unsupported, not a fake quote).
+
+Nor is a shared topic support (issue 15): the cited passage must also name the sentence's entities and
+hold at least `min_share` of its content words (facts.key_content_gaps), and a sentence of a passage
+that reads as an instruction planted for a model ("ignore previous instructions and say ...") never
+supports anything (rag.answer.instructions): it is left out of both the similarity and the words.
 """
 
 from __future__ import annotations
@@ -21,23 +26,25 @@ from typing import Any
 
 import numpy as np
 
-from rag.answer.evidence import Evidence
+from rag.answer.evidence import Evidence, lexical_support
 from rag.answer.facts import (
     Fact,
     extract_facts,
     fact_found,
+    key_content_gaps,
     passage_facts,
     passage_text,
     strip_quotation_marks,
     unfound_quotations,
 )
+from rag.answer.instructions import without_instructions
 from rag.answer.markers import parse_markers, split_answer
 from rag.text.lexical import lexical_tokens
 from rag.types import AnswerSentence, Passage
 
 
 def attribute(answer_text: str, passages: Sequence[Passage], embedder: Any, threshold: float, evidence: Evidence | None = None,
-              failures: dict[int, list[str]] | None = None) -> tuple[list[AnswerSentence], dict[int, tuple[str, float]]]:
+              failures: dict[int, list[str]] | None = None, min_share: float = 0.5) -> tuple[list[AnswerSentence], dict[int, tuple[str, float]]]:
     """Check each sentence against the passages; return sentences and per-passage (quote, support).
 
     A passage counts for a sentence when its support reaches `threshold` *and* it states every fact
@@ -53,6 +60,10 @@ def attribute(answer_text: str, passages: Sequence[Passage], embedder: Any, thre
     vecs = embedder.encode([t or "." for t in texts])
     ptexts = [passage_text(p) for p in passages]
     pfacts = [passage_facts(t) for t in ptexts]
+    # what each passage states, without the sentences planted to instruct a model
+    keep = [_safe_sentences(ev.sentences[n]) if n < len(ev.sentences) else {} for n in range(len(passages))]
+    stated = ["\n".join(x for x in (p.chunk.title, p.chunk.section, p.chunk.date or "") if x) + "\n" +
+              " ".join(keep[n].values()) for n, p in enumerate(passages)]
     out: list[AnswerSentence] = []
     quotes: dict[int, tuple[str, float]] = {}
     for (clean, valid, _invalid), vec in zip(parsed, vecs, strict=True):
@@ -63,7 +74,10 @@ def attribute(answer_text: str, passages: Sequence[Passage], embedder: Any, thre
         if invented:
             clean = strip_quotation_marks(clean, invented)
         missing = {n: [f for f in facts if not fact_found(f, pfacts[n - 1])] for n in range(1, len(passages) + 1)}
-        scored = {n: ev.support(clean, vec, n) for n in range(1, len(passages) + 1)}
+        scored = {n: _support(ev, keep[n - 1], stated[n - 1], clean, vec, n) for n in range(1, len(passages) + 1)}
+        gaps = {n: key_content_gaps(clean, stated[n - 1], min_share) for n in scored if scored[n][0] >= threshold}
+        for n, g in gaps.items():
+            missing[n] = missing[n] + [Fact("key", x, x) for x in g]
         ok = {n for n in scored if scored[n][0] >= threshold and not missing[n]}
         kept = [n for n in valid if n in ok]
         added = False
@@ -74,10 +88,32 @@ def attribute(answer_text: str, passages: Sequence[Passage], embedder: Any, thre
             q, sup = scored[n][1], scored[n][0]
             if n not in quotes or sup > quotes[n][1]:
                 quotes[n] = (q, sup)
-        if failures is not None and not kept and facts:
+        if failures is not None and not kept and (facts or any(gaps.values())):
             failures[len(out)] = _unbacked(facts, missing, scored, threshold)
         out.append(AnswerSentence(text=clean, citations=tuple(kept), support=support, supported=bool(kept), added=added))
     return out, quotes
+
+
+def _safe_sentences(sentences: Sequence[str]) -> dict[int, str]:
+    """{index: text} of a passage's sentences without planted instructions (a sentence glued to one keeps its
+    clean start; one that is an instruction is left out)."""
+    out = {}
+    for j, x in enumerate(sentences):
+        safe = without_instructions(x)
+        if safe is not None:
+            out[j] = safe
+    return out
+
+
+def _support(ev: Evidence, keep: dict[int, str], stated: str, sentence: str, vec: np.ndarray, n: int) -> tuple[float, str]:
+    """Evidence.support, over the passage's sentences that are not planted instructions."""
+    if not keep:
+        return 0.0, ""
+    idx = list(keep)
+    sims = ev.vectors[n - 1][idx] @ vec
+    j = int(np.argmax(sims))
+    w = ev.dense_weight
+    return w * float(sims[j]) + (1 - w) * lexical_support(sentence, stated), keep[idx[j]]
 
 
 def _unbacked(facts: list[Fact], missing: dict[int, list[Fact]], scored: dict[int, tuple[float, str]], threshold: float) -> list[str]:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from rag.answer.evidence import Evidence, Unit, passage_units
+from rag.answer.instructions import without_instructions
 from rag.answer.prompts import neutralise_markers
 from rag.answer.qtypes import TYPED, classify, scored_answer_spans
 from rag.settings import AnswerSettings
@@ -88,7 +89,9 @@ def score_candidates(question: str, passages: Sequence[Passage], ev: Evidence, e
         sims = vecs @ qvec if qvec is not None else np.zeros(len(sents))
         prior = o.extractive_rank_prior * (len(passages) - n) / max(1, len(passages))  # retrieval rank as a small prior
         for u in passage_units(sents):
-            units.append((n, u, float(max(sims[i] for i in u.parts)), prior))
+            safe = without_instructions(u.text)  # text planted to steer a model is never quoted as an answer
+            if safe is not None:
+                units.append((n, u if safe == u.text else replace(u, text=safe), float(max(sims[i] for i in u.parts)), prior))
     if not units:
         return []
     qtok = _stems(question)
@@ -179,7 +182,7 @@ def summary_points(cands: list[Candidate], passages: Sequence[Passage]) -> list[
 
 # ---------------------------------------------------------------------------------------------
 def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sentences: int | None = None, evidence: Evidence | None = None,
-               min_score: float = 0.0, opts: AnswerSettings | None = None, scorer: Scorer | None = None,
+               min_score: float = 0.0, opts: AnswerSettings | None = None, scorer: Scorer | None = None, qtype: str | None = None,
                ) -> tuple[list[AnswerSentence], dict[int, tuple[str, float]], float]:
     """The units of the passages that best answer the question, quoted and cited; also the best score.
 
@@ -191,7 +194,7 @@ def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sent
     o = opts or AnswerSettings()
     n_sentences = n_sentences or o.extractive_sentences
     ev = evidence or Evidence(passages, embedder)
-    qtype = classify(question)
+    qtype = qtype or classify(question)  # a follow-up's own type ("By when?") over its condensed query's
     cands = score_candidates(question, passages, ev, embedder, o, scorer, qtype)
     if not cands:
         return [], {}, 0.0

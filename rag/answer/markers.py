@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from rag.answer.prompts import REFUSAL_SENTENCE
 from rag.text.sentences import split_sentences
@@ -87,3 +88,18 @@ def render(sentences: Sequence[AnswerSentence]) -> str:
             out += "\n" if s.text.startswith("- ") else " "
         out += p
     return out
+
+
+def renumber(sentences: Sequence[AnswerSentence]) -> tuple[list[AnswerSentence], dict[int, int]]:
+    """Citations numbered 1..n in order of first use: sentences with their markers renumbered, and
+    {new number: passage number (1-based) it stands for}.
+
+    The model and attribution number citations by passage (retrieval rank), so an answer may read
+    "[1][5]"; a reader expects [1], [2], ... Passages never cited get no number.
+    """
+    order: dict[int, int] = {}  # passage number -> new number
+    for s in sentences:
+        for n in s.citations:
+            order.setdefault(n, len(order) + 1)
+    out = [replace(s, citations=tuple(order[n] for n in s.citations)) for s in sentences]
+    return out, {new: old for old, new in order.items()}

@@ -34,6 +34,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console().print("interrupted")
         sys.exit(130)
+    except OSError as e:  # a folder or file the user named cannot be read or written (permissions, disk full)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)  # without standalone mode, click returns typer.Exit's code
 
 

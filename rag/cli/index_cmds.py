@@ -42,7 +42,7 @@ def index_build(
         result = service(s).build(full=full, reporter=rep, engine=engine, address=address, workers=workers)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=1))
-    elif not result.changed and result.generation:
+    elif not result.changed and result.generation and not result.kept and not result.policy_synced:
         typer.echo("index is up to date. " + result.summary())
     else:
         typer.echo(result.summary())
@@ -56,6 +56,8 @@ def index_status(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: Json
         typer.echo(json.dumps(info, indent=1))
     else:
         print_status(info)
+    if info["damaged"]:  # a damaged index is never reported as up to date
+        raise typer.Exit(5)
 
 
 @index_app.command("check")
@@ -74,15 +76,24 @@ def index_check(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command("docs")
-def docs(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
-    """The indexed documents: title, date, type, pages, chunks, source."""
-    rows = service(settings(index=index)).docs()
+def docs(index: IndexOpt = None, as_json: JsonOpt = False,
+         as_of: Annotated[str | None, typer.Option("--as-of", help="Status on this date (YYYY-MM-DD; default today).")] = None) -> None:
+    """The indexed documents: identifiers, kind, title, date, status, and the relations both ways."""
+    rows = service(settings(index=index)).policy_docs(as_of)
     if as_json:
-        typer.echo(json.dumps([vars(d) for d in rows], indent=1, ensure_ascii=False))
+        typer.echo(json.dumps(rows, indent=1, ensure_ascii=False))
         return
     for d in rows:
-        typer.echo(f"{d.date or '—':10}  {d.file_type:4}  {d.pages:4} pp  {d.n_chunks:4} chunks  {d.title[:70]}")
-        typer.echo(f"{'':12}{d.source}")
+        st = d["status"]
+        status = st["status"] + (f" by {st['by']} on {st['on']}" if st.get("by") else "")
+        typer.echo(f"{d['date'] or '—':10}  {d['kind'] or '':22}  {', '.join(d['identifiers']) or '—':22}  {status}")
+        typer.echo(f"{'':12}{d['title'][:90]}")
+        typer.echo(f"{'':12}{d['source']}")
+        for r in d["relations"]:
+            where = "" if r["in_corpus"] else " (not in the corpus)"
+            typer.echo(f"{'':14}{r['type']} {r.get('subject', '') + ' -> ' if r.get('subject') else ''}{r['target']}{where}, p. {r['page']}: “{r['sentence'][:110]}”")
+        for r in d["related_by"]:
+            typer.echo(f"{'':14}{r['type']} by {r['by']} ({r['date']}), p. {r['page']}: “{r['sentence'][:110]}”")
     typer.echo(f"{len(rows)} documents")
 
 

@@ -32,6 +32,8 @@ from rag.errors import ConfigError
 KOpt = Annotated[int | None, typer.Option("-k", "--top-k", help="Passages to return.")]
 ModeOpt = Annotated[str | None, typer.Option("--mode", help="Retrieval: dense | bm25 | hybrid (default hybrid).")]
 AnswerModeOpt = Annotated[str | None, typer.Option("--answer-mode", help="generative | extractive | auto.")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Answer from the documents in force on this date (YYYY-MM-DD).")]
+IncludeRevokedOpt = Annotated[bool | None, typer.Option("--include-revoked/--exclude-revoked", help="With --as-of: keep revoked documents (marked).")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="LLM: smollm2 (default), an HF id, a folder or a .gguf file.")]
 
 
@@ -45,13 +47,16 @@ def search(
     reranker: RerankerOpt = None,
     expand: ExpandOpt = None,
     dedupe: DedupeOpt = None,
+    as_of: AsOfOpt = None,
+    include_revoked: IncludeRevokedOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search the index; every hit cites document, page and section."""
     if (question is None) == (queries is None):
         raise ConfigError("give a QUESTION or --queries FILE (one of them)")
-    s = settings(index=index, **{"retrieval.top_k": k, "retrieval.mode": mode}, **retrieval_flags(reranker, expand, dedupe))
+    s = settings(index=index, **{"retrieval.top_k": k, "retrieval.mode": mode, "retrieval.as_of": as_of,
+                                 "retrieval.include_revoked": include_revoked}, **retrieval_flags(reranker, expand, dedupe))
     svc = service(s)
     if queries is not None:
         t0 = time.perf_counter()
@@ -83,11 +88,14 @@ def ask(
     expand: ExpandOpt = None,
     dedupe: DedupeOpt = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Show the model's draft as it is generated (stderr).")] = True,
+    as_of: AsOfOpt = None,
+    include_revoked: IncludeRevokedOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the documents, citing passages; refuse when they don't say."""
-    s = settings(index=index, **{"retrieval.top_k": k, "llm.model": model, "answer.mode": answer_mode, "retrieval.mode": mode},
+    s = settings(index=index, **{"retrieval.top_k": k, "llm.model": model, "answer.mode": answer_mode, "retrieval.mode": mode,
+                                 "retrieval.as_of": as_of, "retrieval.include_revoked": include_revoked},
                  **retrieval_flags(reranker, expand, dedupe))
     on_token = None
     if stream and not as_json and sys.stderr.isatty():
@@ -101,6 +109,11 @@ def ask(
         typer.echo(json.dumps(ans.to_dict(), indent=1, ensure_ascii=False))
     else:
         print_answer(ans)
+        for note in ans.status_notes:
+            typer.echo(f"Status: {note['text']}")
+            if note.get("citation"):
+                c = note["citation"]
+                typer.echo(f"  {c['title']}, p. {c['page']}: “{c['quote'][:300]}”")
 
 
 @app.command("batch")
@@ -116,6 +129,8 @@ def batch(
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     workers: WorkersOpt = None,
+    as_of: AsOfOpt = None,
+    include_revoked: IncludeRevokedOpt = None,
     index: IndexOpt = None,
 ) -> None:
     """Answer a list of questions into a spreadsheet or JSONL of cited answers; resumable."""
@@ -128,7 +143,8 @@ def batch(
         TimeRemainingColumn,
     )
 
-    s = settings(index=index, **{"retrieval.top_k": k, "llm.model": model, "answer.mode": answer_mode})
+    s = settings(index=index, **{"retrieval.top_k": k, "llm.model": model, "answer.mode": answer_mode,
+                                 "retrieval.as_of": as_of, "retrieval.include_revoked": include_revoked})
     console = err_console()
     with Progress(TextColumn("questions"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as prog:
@@ -217,12 +233,15 @@ def serve(
     port: Annotated[int | None, typer.Option("--port", help="Port (default 7860).")] = None,
     share: Annotated[bool, typer.Option("--share/--no-share", help="Gradio share link (needs internet).")] = False,
     corpus: CorpusOpt = None,
+    as_of: AsOfOpt = None,
+    include_revoked: IncludeRevokedOpt = None,
     index: IndexOpt = None,
 ) -> None:
     """Serve the chat UI: builds the index first if it is missing or stale, loads the models once."""
     from rag.service import RagService, exposure_warning
 
-    s = settings(corpus=corpus, index=index, **{"ui.host": host, "ui.port": port})
+    s = settings(corpus=corpus, index=index, **{"ui.host": host, "ui.port": port, "retrieval.as_of": as_of,
+                                                 "retrieval.include_revoked": include_revoked})
     auth = (s.ui.username, s.ui.password) if s.ui.username and s.ui.password else None
     if (s.ui.username is None) != (s.ui.password is None):
         raise ConfigError("set both ui.username and ui.password (RAG_UI__USERNAME / RAG_UI__PASSWORD), or neither")

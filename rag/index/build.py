@@ -18,13 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import IngestError, RagError
+from rag.errors import IndexCorruptError, IngestError, RagError
 from rag.faults import checkpoint
 from rag.index.chunk import ChunkConfig, chunk_document, chunk_signature
-from rag.index.layout import build_lock, current_generation, faiss_ids, new_faiss_index, prune_generations
+from rag.index.layout import SQLITE, build_lock, current_generation, faiss_ids, new_faiss_index, prune_generations
 from rag.index.manifest import DocumentEntry, EmbeddingInfo, Manifest
 from rag.index.plan import FileState, Plan, plan_corpus
+from rag.index.reader import generation_problems
 from rag.index.report import BuildReporter, BuildResult, NullReporter
+from rag.index.status import policy_stale
+from rag.index.status import sync as policy_sync
 from rag.index.writer import GenerationWriter
 from rag.ingest.files import Limits
 from rag.ingest.sandbox import load_safely
@@ -89,6 +92,7 @@ class _Build:
     workers: int | None
     full: bool
     result: BuildResult = field(default_factory=BuildResult)
+    previous: tuple[Path, Manifest] | None = None  # --full: the generation a failed file's rows are kept from
     t0: float = field(default_factory=time.perf_counter)
 
     @property
@@ -103,15 +107,20 @@ class _Build:
 
     def run(self) -> BuildResult:
         manifest, plan = self.plan()
+        if manifest is not None:
+            self.check_base(manifest)
+        elif self.full:
+            self.previous = self.keepable_generation()
         kind_changed = manifest is not None and manifest.faiss_kind != self.settings.faiss.kind
         if manifest is not None and not (plan.changed or kind_changed):
+            if policy_stale(current_generation(self.index_dir), plan.metadata):
+                return self.sync_policy(manifest, plan)
             return self.up_to_date(manifest)
         emb = self.embedder
         if emb is None:
-            from rag.index.embed import get_embedder
+            from rag.index.embed import embedder_for
 
-            e = self.settings.embedding
-            emb = get_embedder(e.model, e.device, e.batch_size)
+            emb = embedder_for(self.settings)
         base = None if (self.full or manifest is None) else current_generation(self.index_dir)
         writer = GenerationWriter(self.index_dir, base)
         checkpoint("build.writer_ready")
@@ -119,7 +128,7 @@ class _Build:
             old_ids, cache = self.delete(writer, plan)
             # flat/hnsw indexes are updated in place when possible; ivf (and a kind change) rebuilds from the rows
             f = self.settings.faiss.kind
-            rebuild = base is None or f == "ivf" or kind_changed or (f == "hnsw" and len(old_ids) > 0)
+            rebuild = base is None or f == "ivf" or kind_changed or (f == "hnsw" and (len(old_ids) > 0 or bool(plan.update)))
             index = None if rebuild else self.base_faiss(base, old_ids)  # type: ignore[arg-type]
             sink = _Sink(writer, emb, cache, self.result, self.rep, base is not None, index, rebuild, self.settings)
             cfg = chunk_config_for(self.settings, emb.max_seq_length, emb.special_tokens)
@@ -128,9 +137,13 @@ class _Build:
                 self.write_document(writer, item, sink)
                 if len(sink.pending) >= self.flush_chunks:
                     sink.flush()
+            for item in self.orphans(writer, plan, cfg, emb.token_spans()):
+                self.write_document(writer, item, sink)
             sink.flush()
             index = self.finish_faiss(writer, sink, emb.dimension)
+            self.result.policy_synced = policy_sync(writer.db, plan.metadata)  # identity and relations of new/changed documents (issue 13)
             new = self.manifest(writer, index, emb, plan)
+            self.refuse_empty(new)
             checkpoint("build.before_publish")
             final = writer.publish(index, new.to_dict())
         except BaseException:
@@ -139,6 +152,24 @@ class _Build:
         self.result.generation = final.name
         self.result.index_id = new.index_id
         self.result.seconds = time.perf_counter() - self.t0
+        return self.result
+
+    def sync_policy(self, manifest: Manifest, plan: Plan) -> BuildResult:
+        """Only the identity/relations tables lag (an index built before them, an older extractor): a new
+        generation with the rows, vectors and FAISS index copied as they are and those tables rewritten."""
+        self.rep.stage("updating document identity and relations")
+        base = current_generation(self.index_dir)
+        writer = GenerationWriter(self.index_dir, base)
+        try:
+            index = self.base_faiss(base, np.zeros(0, dtype=np.int64))  # type: ignore[arg-type]
+            self.result.policy_synced = policy_sync(writer.db, plan.metadata)
+            new = self.manifest(writer, index, manifest.embedding, plan)
+            checkpoint("build.before_publish")
+            final = writer.publish(index, new.to_dict())
+        except BaseException:
+            writer.abort()
+            raise
+        self.result.generation, self.result.index_id = final.name, new.index_id
         return self.result
 
     def plan(self) -> tuple[Manifest | None, Plan]:
@@ -152,6 +183,40 @@ class _Build:
         self.result.unchanged = plan.unchanged
         return manifest, plan
 
+    def check_base(self, manifest: Manifest) -> None:
+        """An incremental build extends the live generation: refuse one whose files are damaged."""
+        gen = current_generation(self.index_dir)
+        problems = generation_problems(gen, manifest) if gen is not None else []
+        if problems:
+            raise IndexCorruptError(f"the index at {self.index_dir} is damaged ({problems[0]}); nothing was changed; "
+                                    "run `rag index build --full` to rebuild it")
+
+    def keepable_generation(self) -> tuple[Path, Manifest] | None:
+        """For --full: the live generation, when it is sound and built with the settings in force, so a file that
+        no longer loads keeps its indexed version there too (a damaged or incompatible one is simply replaced)."""
+        try:
+            old = Manifest.read(self.index_dir)
+            gen = current_generation(self.index_dir)
+            if old is None or gen is None or generation_problems(gen, old):
+                return None
+            old.check_compatible(self.settings.embedding.model, chunk_signature(self.settings.chunking), self.index_dir)
+        except RagError:
+            return None
+        return gen, old
+
+    def refuse_empty(self, new: Manifest) -> None:
+        """A build in which every file failed must not replace an index that holds documents with an empty one."""
+        if new.n_documents or not (self.result.skipped or self.result.kept):
+            return
+        try:
+            old = Manifest.read(self.index_dir)
+        except RagError:
+            old = None
+        if old is not None and old.n_documents:
+            first = (self.result.skipped or self.result.kept)[0]
+            raise RagError(f"every file failed to load ({len(self.result.skipped) + len(self.result.kept)}, e.g. {first}); "
+                           f"the index at {self.index_dir} was left as it was ({old.n_documents} documents)")
+
     def up_to_date(self, manifest: Manifest) -> BuildResult:
         prune_generations(self.index_dir)  # what a build killed after publishing left behind
         r = self.result
@@ -162,11 +227,11 @@ class _Build:
         return r
 
     def delete(self, writer: GenerationWriter, plan: Plan) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Drop removed and about-to-be-replaced documents; keep the latter's vectors as a cache."""
+        """Drop removed documents; keep the vectors of changed ones as a cache. A changed document's old rows
+        stay until its new version has loaded (`write_document`), so a file that fails keeps its indexed version."""
+        # keyed by text hash; a removed document's vectors too when a duplicate of it will be indexed in its place
+        cache = writer.take_vectors_of([f.source for f in plan.update] + writer.with_duplicates(plan.removed))
         old_ids = writer.delete_documents(plan.removed)
-        updated = [f.source for f in plan.update]
-        cache = writer.take_vectors_of(updated)  # keyed by text hash
-        old_ids = np.concatenate([old_ids, writer.delete_documents(updated)])
         self.result.removed = plan.removed
         checkpoint("build.deleted")
         return old_ids, cache
@@ -214,16 +279,45 @@ class _Build:
         error = item.error
         if error is None and not item.chunks:
             error = IngestError(item.file.source, "no text to index after cleaning", "empty")
+        src = item.file.source
         if error is not None:
-            self.result.skipped.append(error)
-            self.rep.file_skipped(error)
+            kept = item.kind == "update" and writer.has_document(src)  # nothing indexed is lost to a broken update
+            if not kept and item.kind == "add" and self.previous is not None and src in self.previous[1].documents:
+                kept = writer.copy_document(self.previous[0] / SQLITE, src)  # --full: the last good version
+            if kept:
+                self.result.kept.append(error)
+                self.rep.stage(f"kept previous version of {src}: {error.reason}")
+            else:
+                writer.delete_documents([src])  # a promoted duplicate whose file no longer loads
+                self.result.skipped.append(error)
+                self.rep.file_skipped(error)
             return
         assert item.fields is not None
-        writer.add_document({**item.fields, "size": item.file.size, "mtime_ns": item.file.mtime_ns, "n_chunks": len(item.chunks)})
+        # the ids of chunks come from the file's bytes: the same bytes under a second name are indexed once
+        primary = writer.primary_of(item.fields["doc_id"], src)
+        if item.kind == "update":
+            sink.drop(writer.delete_documents([src]))
+        n = 0 if primary is not None else len(item.chunks)
+        writer.add_document({**item.fields, "size": item.file.size, "mtime_ns": item.file.mtime_ns, "n_chunks": n})
         checkpoint("build.document_loaded")
-        sink.pending.extend(item.chunks)
-        (self.result.added if item.kind == "add" else self.result.updated).append(item.file.source)
-        self.rep.file_done(item.file.source, len(item.chunks))
+        if primary is not None:
+            self.result.duplicates[src] = primary
+        else:
+            sink.pending.extend(item.chunks)
+        (self.result.added if item.kind == "add" else self.result.updated).append(src)
+        self.rep.file_done(src, n)
+
+    def orphans(self, writer: GenerationWriter, plan: Plan, cfg: ChunkConfig, tokenize: Any) -> Iterator[Loaded]:
+        """Duplicates whose indexed twin was removed or changed in this build: loaded again and indexed themselves."""
+        limits = limits_from(self.settings)
+        for src, size, mtime_ns in writer.orphaned_duplicates():
+            fs = FileState(self.corpus / src, src, size, mtime_ns)
+            try:
+                doc = load_safely(fs.path, self.corpus, limits, meta=plan.metadata.get(src))
+            except IngestError as e:
+                yield Loaded("promote", fs, None, [], e)
+                continue
+            yield Loaded("update", fs, document_fields(doc), chunk_document(doc, tokenize, cfg))
 
     def finish_faiss(self, writer: GenerationWriter, sink: _Sink, dim: int) -> Any:
         """The FAISS index of the new generation, checked against the rows before anything is published."""
@@ -247,10 +341,12 @@ class _Build:
         r = self.result
         r.documents_total, r.chunks_total = len(docs), writer.count_chunks()
         r.seconds = time.perf_counter() - self.t0
+        primaries = {d["doc_id"]: src for src, d in docs.items() if d["n_chunks"]}
         entries = {
             src: DocumentEntry(doc_id=d["doc_id"], sha256=d["sha256"], size=d["size"], mtime_ns=d["mtime_ns"], title=d["title"],
                                date=d["date"], pages=d["pages"], chunks=d["n_chunks"], file_type=d["file_type"],
-                               meta=plan.metadata.get(src) or None)
+                               meta=plan.metadata.get(src) or None,
+                               duplicate_of=None if d["n_chunks"] else primaries.get(d["doc_id"]))
             for src, d in docs.items()
         }
         f = self.settings.faiss
@@ -284,6 +380,11 @@ class _Sink:
     settings: Settings
     pending: list[Chunk] = field(default_factory=list)
     fresh: set[str] = field(default_factory=set)  # embedded by the Ray engine for this build
+
+    def drop(self, ids: np.ndarray) -> None:
+        """FAISS entries of a replaced document leave the in-place index (a rebuild reads the rows instead)."""
+        if len(ids) and not self.rebuild and self.index is not None:
+            self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
     def flush(self) -> None:
         if not self.pending:

@@ -16,11 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rag.text.headings import is_memo_field
 from rag.text.lexical import LEXICAL_VERSION
 from rag.text.sentences import split_sentences, strip_span
 from rag.types import Chunk, Document, Heading, content_hash
 
-CHUNKER_VERSION = 1
+# 2: readable sources (issue 14): reflowed PDF/text lines, hyphenation undone, footnote markers off
+#    words, memo header fields out of section paths, sentences kept whole around "E.O.", "U.S.C.", "No."
+CHUNKER_VERSION = 2
 
 
 def chunk_signature(chunking: Any) -> dict[str, Any]:
@@ -133,10 +136,15 @@ def _units(text: str, a: int, b: int, counter: _Counter, budget: int) -> list[tu
 
 
 def section_paths(headings: Sequence[Heading]) -> list[tuple[int, str]]:
-    """(char_start, 'A > B > C') for each heading, following heading levels."""
+    """(char_start, 'A > B > C') for each heading, following heading levels.
+
+    Memo header fields ("FROM: ...", "SUBJECT: ...") are no sections: a loader that reports them as
+    headings does not put them in paths."""
     stack: list[Heading] = []
     out = []
     for h in headings:
+        if is_memo_field(h.title):
+            continue
         while stack and stack[-1].level >= h.level:
             stack.pop()
         stack.append(h)

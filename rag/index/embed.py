@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ModelLoadError
+from rag.errors import ConfigError, ModelLoadError
 from rag.settings import DEFAULT_EMBEDDING_MODEL
 
 _ALIASES = {DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2", "default"}
@@ -35,9 +35,21 @@ def resolve_embedding_model(name: str) -> str:
 
 
 def resolve_device(device: str = "auto") -> str:
+    """The torch device to load a model on; a CUDA or MPS device this machine lacks is a ConfigError, not a torch
+    AssertionError deep inside the model load."""
+    import torch
+
+    if device.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        i = int(device.split(":", 1)[1]) if ":" in device else 0
+        if i >= n:
+            have = f"{n} CUDA device(s) (cuda:0..cuda:{n - 1})" if n else "no CUDA device"
+            raise ConfigError(f"device '{device}' is not available: this machine has {have}; set llm.device / "
+                              "embedding.device to auto or cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' is not available on this machine; set llm.device / embedding.device to auto or cpu")
     if device != "auto":
         return device
-    import torch
 
     if torch.cuda.is_available():
         return "cuda"
@@ -64,6 +76,8 @@ class TokenizerSpans:
 
 class Embedder:
     """Loaded once per process (see `get_embedder`); thread-safe encode."""
+
+    backend = "torch"
 
     def __init__(self, model_name: str, device: str = "auto", batch_size: int = 64) -> None:
         if model_name in _ALIASES:
@@ -125,7 +139,59 @@ class Embedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+
+
+def choose_embedding_backend(model_name: str, device: str = "auto", backend: str = "auto") -> str:
+    """torch or onnx for this model and device.
+
+    auto: torch on a GPU (or an explicit non-CPU device), else ONNX Runtime when it is installed and the model is a
+    local sentence-transformers folder it reproduces exactly (benchmarks/bench_backend.py: faster on CPU, same vectors).
+    """
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"unknown embedding backend '{backend}' (use auto, torch or onnx)")
+    if backend == "openvino":
+        raise ModelLoadError("the openvino backend is not installed here; use onnx (same speed class on CPU) or torch")
+    if backend != "auto":
+        return backend
+    if device not in ("auto", "cpu"):
+        return "torch"
+    from rag.index.backends_onnx import cuda_present, embedder_pooling, onnx_available
+
+    if device == "auto" and cuda_present():
+        return "torch"
+    path = Path(resolve_embedding_model(model_name))
+    if onnx_available() and path.is_dir() and embedder_pooling(path) is not None:
+        return "onnx"
+    return "torch"
+
+
 @lru_cache(maxsize=4)
-def get_embedder(model_name: str, device: str = "auto", batch_size: int = 64) -> Embedder:
-    """One embedder per (model, device) per process."""
+def get_embedder(model_name: str, device: str = "auto", batch_size: int = 64, backend: str = "auto",
+                 cache_dir: Path | None = None, quantize: bool = False) -> Any:
+    """One embedder per (model, device, backend) per process: `Embedder` (torch) or `OnnxEmbedder`."""
+    kind = choose_embedding_backend(model_name, device, backend)
+    if kind == "onnx":
+        from rag.index.backends_onnx import OnnxEmbedder
+        from rag.settings import default_cache_dir
+
+        if device not in ("auto", "cpu"):
+            raise ModelLoadError(f"the onnx embedding backend runs on the CPU; device '{device}' needs backend torch")
+        path = Path(resolve_embedding_model(model_name))
+        if not path.is_dir():
+            raise ModelLoadError(f"the onnx backend needs a local model folder; '{model_name}' is not one")
+        try:
+            return OnnxEmbedder(model_name, path, cache_dir or default_cache_dir(), batch_size, quantize)
+        except (ModelLoadError, OSError) as e:
+            if backend != "auto":
+                raise ModelLoadError(f"onnx embedding backend: {e}") from None
+            import warnings
+
+            warnings.warn(f"onnx embedding backend unavailable ({e}); using torch", stacklevel=2)
     return Embedder(model_name, device, batch_size)
+
+
+def embedder_for(settings: Any) -> Any:
+    """The embedder that `settings.embedding` names (backend, quantization, cache dir for exported models)."""
+    e = settings.embedding
+    return get_embedder(e.model, e.device, e.batch_size, e.backend, Path(settings.cache_dir), e.quantize)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import RagError
+from rag.errors import ConfigError, IndexCorruptError, RagError
 from rag.faults import checkpoint
 from rag.types import Chunk
 
@@ -139,12 +139,30 @@ def fsync_file(path: Path) -> None:
 # Reading
 
 
+def check_index_dir(index_dir: Path) -> None:
+    """A path given as the index folder that is a file (or sits under one) is a bad setting, not a traceback."""
+    p = Path(index_dir)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                what = "is a file" if q == p else f"lies under {q}, which is a file"
+                raise ConfigError(f"index folder {p} {what}, not a folder; pass --index a folder")
+            return
+
+
 def current_generation(index_dir: Path) -> Path | None:
     cur = index_dir / CURRENT
     try:
         name = cur.read_text().strip()
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        check_index_dir(index_dir)
+        raise
+    except (OSError, UnicodeDecodeError) as e:
+        raise IndexCorruptError(f"cannot read {cur}: {e}; run `rag index build --full`") from None
+    if not name.startswith("gen-") or "/" in name or "\\" in name:
+        raise IndexCorruptError(f"{cur} names '{name[:80]}', not a generation; run `rag index build --full`")
     gen = index_dir / name
     return gen if gen.is_dir() else None
 
@@ -155,7 +173,11 @@ def current_generation(index_dir: Path) -> Path | None:
 
 @contextlib.contextmanager
 def build_lock(index_dir: Path) -> Iterator[None]:
-    index_dir.mkdir(parents=True, exist_ok=True)
+    check_index_dir(index_dir)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create index folder {index_dir}: {e.strerror or e}") from None
     fd = os.open(index_dir / ".build.lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
         try:

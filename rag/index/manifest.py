@@ -31,11 +31,14 @@ class DocumentEntry:
     chunks: int
     file_type: str
     meta: dict[str, str] | None = None  # its metadata.yaml entry when it has one
+    duplicate_of: str | None = None  # same bytes as this indexed source: recorded here, its chunks indexed once
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if not self.meta:
             d.pop("meta")
+        if not self.duplicate_of:
+            d.pop("duplicate_of")
         return d
 
 
@@ -61,6 +64,7 @@ class Manifest:
     build_seconds: float | None = None
     last_build: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
+    files: dict[str, int] = field(default_factory=dict)  # data file -> size in bytes at publish (empty: older index)
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -91,6 +95,7 @@ class Manifest:
             "counts": {"documents": self.n_documents, "chunks": self.n_chunks},
             "documents": {src: d.to_dict() for src, d in self.documents.items()},
             "last_build": self.last_build,
+            **({"files": self.files} if self.files else {}),
         }
 
     @classmethod
@@ -103,9 +108,11 @@ class Manifest:
             docs = {
                 str(src): DocumentEntry(
                     doc_id=str(e["doc_id"]), sha256=str(e.get("sha256", "")), size=int(e.get("size", 0)),
-                    mtime_ns=int(e.get("mtime_ns", 0)), title=str(e.get("title", "")), date=e.get("date"),
+                    mtime_ns=int(e.get("mtime_ns", 0)), title=str(e.get("title", "")),
+                    date=None if e.get("date") is None else str(e["date"]),
                     pages=int(e.get("pages", 0)), chunks=int(e["chunks"]), file_type=str(e.get("file_type", "")),
                     meta=dict(e["meta"]) if e.get("meta") else None,
+                    duplicate_of=str(e["duplicate_of"]) if e.get("duplicate_of") else None,
                 )
                 for src, e in dict(d.get("documents") or {}).items()
             }
@@ -113,7 +120,7 @@ class Manifest:
                 format_version=int(d.get("format_version", 0)),
                 index_id=str(d.get("index_id", "")),
                 built_at=str(d.get("built_at", "")),
-                build_seconds=d.get("build_seconds"),
+                build_seconds=None if d.get("build_seconds") is None else float(d["build_seconds"]),
                 embedding=EmbeddingInfo(model=str(emb["model"]), dimension=int(emb["dimension"]),
                                         max_seq_length=int(emb.get("max_seq_length", 0)),
                                         normalized=bool(emb.get("normalized", True)), metric=str(emb.get("metric", "inner_product"))),
@@ -122,7 +129,8 @@ class Manifest:
                 corpus=str(d.get("corpus", "")),
                 documents=docs,
                 counts={str(k): int(v) for k, v in dict(d.get("counts") or {}).items()},
-                last_build=d.get("last_build"),
+                last_build=_optional_dict(d.get("last_build")),
+                files={str(k): int(v) for k, v in dict(d.get("files") or {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise IndexCorruptError(f"malformed manifest {where}: {type(e).__name__}: {e}; run `rag index build --full`") from None
@@ -167,6 +175,12 @@ class Manifest:
             raise IndexMismatchError(
                 f"index at {index_dir} was built with other chunk settings ({desc}); run `rag index build --full` to rebuild it"
             )
+
+
+def _optional_dict(v: Any) -> dict[str, Any] | None:
+    if v is not None and not isinstance(v, dict):
+        raise TypeError(f"expected an object or null, got {type(v).__name__}")
+    return v
 
 
 def read_manifest(index_dir: Path) -> Manifest | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rag.errors import IngestError
 from rag.index.manifest import Manifest
-from rag.ingest.files import DEFAULT_IGNORE, discover, file_sha256, load_corpus_metadata, relative_source
+from rag.ingest.files import DEFAULT_IGNORE, discover, file_sha256, load_corpus_metadata, load_excluded, relative_source
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ def plan_changes(
 def plan_corpus(corpus: Path, manifest: Manifest | None, full: bool = False) -> Plan:
     """Discover the corpus folder and plan against `manifest`."""
     files, skipped = discover(corpus, DEFAULT_IGNORE)
+    excluded = load_excluded(corpus)  # removed from the index in the UI, file kept (a shipped document)
+    if excluded:
+        files = [f for f in files if relative_source(f, corpus) not in excluded]
     plan = plan_changes(files, corpus, manifest, full, load_corpus_metadata(corpus))
     plan.skipped = skipped
     return plan

@@ -38,6 +38,7 @@ class DocumentInfo:
     pages: int
     has_pages: bool
     n_chunks: int
+    duplicate_of: str | None = None  # same bytes as this source, whose chunks answer for both
 
 
 class _Rows(list):  # type: ignore[type-arg]
@@ -64,6 +65,83 @@ class _LockedDB:
             self._conn.close()
 
 
+def generation_problems(gen: Path, manifest: Manifest | None = None) -> list[str]:
+    """Cheap file-level checks of one generation (empty list = its files open and agree on the chunk count).
+
+    Used by `rag index status`, by `check` before the row-level comparison, and by a build before it
+    extends a generation, so a truncated or missing file is reported as such, never as "up to date".
+    """
+    problems: list[str] = []
+    missing = [n for n in (MANIFEST, SQLITE, FAISS_FILE, BM25_IDS) if not (gen / n).is_file()]
+    if not (gen / BM25_DIR).is_dir() or not any((gen / BM25_DIR).iterdir()):
+        missing.append(BM25_DIR + "/")
+    if missing:
+        return [f"{gen.name}: missing {', '.join(missing)}"]
+    try:
+        manifest = manifest or Manifest.load(gen / MANIFEST)
+    except IndexCorruptError as e:
+        return [str(e)]
+    n = manifest.n_chunks
+    sizes = {name: (gen / name).stat().st_size if (gen / name).is_file() else -1 for name in manifest.files}
+    problems += [f"{name} is {size} bytes, {manifest.files[name]} when it was written (truncated or replaced)"
+                 if size >= 0 else f"{name} is missing" for name, size in sizes.items() if size != manifest.files[name]]
+    try:
+        db = sqlite3.connect(f"file:{gen / SQLITE}?mode=ro&immutable=1", uri=True)
+        try:
+            n_rows = int(db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+            db.execute("SELECT count(*) FROM documents").fetchone()
+        finally:
+            db.close()
+        if n_rows != n:
+            problems.append(f"{SQLITE} holds {n_rows} chunks, the manifest {n}")
+    except sqlite3.Error as e:
+        problems.append(f"{SQLITE} cannot be read: {e}")
+    if FAISS_FILE in sizes and not problems:
+        return problems  # sizes as written: reading the whole FAISS file again is left to `index check`
+    try:
+        import faiss
+
+        index = faiss.read_index(str(gen / FAISS_FILE))
+        if index.ntotal != n:
+            problems.append(f"{FAISS_FILE} holds {index.ntotal} vectors, the manifest {n} chunks")
+        if index.d != manifest.embedding.dimension:
+            problems.append(f"{FAISS_FILE} has dimension {index.d}, the manifest {manifest.embedding.dimension}")
+    except Exception as e:  # faiss raises RuntimeError with a C++ trace for a truncated file
+        problems.append(f"{FAISS_FILE} cannot be read ({faiss_reason(e)})")
+    try:
+        ids = np.load(gen / BM25_IDS, allow_pickle=False)
+        if len(ids) != n:
+            problems.append(f"{BM25_IDS} lists {len(ids)} chunks, the manifest {n}")
+    except Exception as e:
+        problems.append(f"{BM25_IDS} cannot be read: {e}")
+    return problems
+
+
+def faiss_reason(e: BaseException) -> str:
+    """The readable tail of an error: faiss puts a C++ location and signature before the reason."""
+    msg = " ".join(str(e).split())
+    return msg.rsplit("Error: ", 1)[-1][-200:]
+
+
+def bm25_problems(gen: Path, ids_s: set[int]) -> list[str]:
+    """The BM25 index loads, has one row per chunk, and its id list names the SQLite rows."""
+    import bm25s
+
+    try:
+        model = bm25s.BM25.load(str(gen / BM25_DIR), allow_pickle=False, show_progress=False)
+        ids = np.load(gen / BM25_IDS, allow_pickle=False)
+    except Exception as e:
+        return [f"BM25 index cannot be loaded: {' '.join(str(e).split())[:200]}"]
+    problems = []
+    n_docs = int(model.scores.get("num_docs", -1)) if isinstance(getattr(model, "scores", None), dict) else -1
+    if len(ids) and n_docs != len(ids):
+        problems.append(f"BM25 index holds {n_docs} rows, its id list {len(ids)}")
+    bm_ids = set(ids.tolist())
+    if bm_ids != ids_s:
+        problems.append(f"BM25 rows and SQLite rows differ ({len(bm_ids ^ ids_s)} ids)")
+    return problems
+
+
 class IndexStore:
     """A read-only view of one generation. Cheap to reopen; `refresh()` follows CURRENT."""
 
@@ -75,16 +153,21 @@ class IndexStore:
         self.generation = gen
         try:
             self.manifest = Manifest.load(gen / MANIFEST)
+            if not (gen / SQLITE).is_file():
+                raise FileNotFoundError(f"{SQLITE} is missing")
             import faiss
 
             self.faiss = faiss.read_index(str(gen / FAISS_FILE))
+            conn = sqlite3.connect(f"file:{gen / SQLITE}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+            conn.execute("SELECT 1 FROM documents JOIN chunks ON chunks.source = documents.source LIMIT 1").fetchall()
         except IndexCorruptError:
             raise
         except Exception as e:
+            msg = faiss_reason(e)
             raise IndexCorruptError(
-                f"cannot open index at {gen}: {e}; run `rag index build --full`"
+                f"cannot open index at {gen}: {msg}; run `rag index build --full`"
             ) from None
-        self.db = _LockedDB(sqlite3.connect(f"file:{gen / SQLITE}?mode=ro&immutable=1", uri=True, check_same_thread=False))
+        self.db = _LockedDB(conn)
         self._apply_search_params()
 
     @classmethod
@@ -172,8 +255,10 @@ class IndexStore:
         rows = self.db.execute(
             "SELECT source, doc_id, title, date, source_url, file_type, pages, has_pages, n_chunks FROM documents ORDER BY source"
         ).fetchall()
+        primaries = {r[1]: r[0] for r in rows if r[8]}
         return [
-            DocumentInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]) for r in rows
+            DocumentInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], None if r[8] else primaries.get(r[1]))
+            for r in rows
         ]
 
     def ids_matching(self, filters: dict[str, Sequence[str]] | None) -> np.ndarray | None:
@@ -199,7 +284,9 @@ class IndexStore:
                     ors.append(f"(d.{key} = ? OR d.{key} LIKE ? || '%')")
                     args += [v, v]
             where.append("(" + " OR ".join(ors) + ")")
-        sql = f"SELECT c.faiss_id FROM chunks c JOIN documents d ON d.source = c.source WHERE {' AND '.join(where)}"
+        # via doc_id, so a filter naming a duplicate's source finds the chunks indexed under its twin
+        sql = (f"SELECT c.faiss_id FROM documents p JOIN chunks c ON c.source = p.source WHERE p.doc_id IN "
+               f"(SELECT d.doc_id FROM documents d WHERE {' AND '.join(where)})")
         return np.array([r[0] for r in self.db.execute(sql, args)], dtype=np.int64)
 
     def search(
@@ -282,6 +369,15 @@ class IndexStore:
             yield from (row_to_chunk(r) for r in rows)
             last_src, last_ord = rows[-1][3], rows[-1][4]
 
+    @property
+    def policy(self) -> Any:
+        """Identity, relations and status of this generation's documents (rag.index.status.PolicyView), read once."""
+        if getattr(self, "_policy", None) is None:
+            from rag.index.status import PolicyView
+
+            self._policy = PolicyView.load(self.db)
+        return self._policy
+
     def check(self) -> list[str]:
         """Consistency problems (empty list = consistent): FAISS ids == SQLite rows == manifest."""
         problems = []
@@ -321,12 +417,10 @@ class IndexStore:
         total = self.manifest.n_chunks
         if total != len(ids_s):
             problems.append(f"manifest counts {total} chunks, SQLite holds {len(ids_s)}")
-        try:
-            bm_ids = set(np.load(self.generation / BM25_IDS, allow_pickle=False).tolist())
-            if bm_ids != ids_s:
-                problems.append(f"BM25 rows and SQLite rows differ ({len(bm_ids ^ ids_s)} ids)")
-        except OSError as e:
-            problems.append(f"BM25 index missing: {e}")
+        problems += bm25_problems(self.generation, ids_s)
+        from rag.index.status import check as policy_check
+
+        problems += policy_check(self.db)  # identity and relation rows (issue 13)
         if self.faiss.d != self.dimension:
             problems.append(
                 f"FAISS dimension {self.faiss.d} != manifest dimension {self.dimension}"

@@ -43,6 +43,8 @@ class BuildResult:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[IngestError] = field(default_factory=list)
+    kept: list[IngestError] = field(default_factory=list)  # changed files that failed to load: old version kept
+    duplicates: dict[str, str] = field(default_factory=dict)  # source -> the source whose chunks hold the same bytes
     chunks_embedded: int = 0
     chunks_reused: int = 0
     chunks_total: int = 0
@@ -52,6 +54,7 @@ class BuildResult:
     load_seconds: float = 0.0  # loading the embedding model (0 when it was already loaded)
     generation: str | None = None
     index_id: str | None = None
+    policy_synced: int = 0  # documents whose identity/relations were (re)read (issue 13)
 
     @property
     def changed(self) -> bool:
@@ -64,6 +67,9 @@ class BuildResult:
             f"{self.unchanged} unchanged{skipped} files; {self.chunks_embedded} chunks embedded"
             f" ({self.chunks_reused} reused); {self.documents_total} documents, {self.chunks_total} chunks in index; "
             f"{self.seconds:.1f} s"
+            + (f"; identity and relations of {self.policy_synced} documents updated" if self.policy_synced and not self.changed else "")
+            + "".join(f"; kept previous version of {e.path}: {e.reason}" for e in self.kept)
+            + "".join(f"; {src} has the same content as {of} (indexed once)" for src, of in self.duplicates.items())
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +81,8 @@ class BuildResult:
             "skipped": [
                 {"source": e.path, "reason": e.reason, "kind": e.kind} for e in self.skipped
             ],
+            "kept": [{"source": e.path, "reason": e.reason, "kind": e.kind} for e in self.kept],
+            "duplicates": dict(self.duplicates),
             "chunks_embedded": self.chunks_embedded,
             "chunks_reused": self.chunks_reused,
             "chunks_total": self.chunks_total,
@@ -82,6 +90,7 @@ class BuildResult:
             "seconds": round(self.seconds, 3),
             "generation": self.generation,
             "index_id": self.index_id,
+            "policy_synced": self.policy_synced,
         }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.errors import IndexCorruptError
 from rag.faults import checkpoint
 from rag.index.layout import (
     BM25_DIR,
@@ -84,6 +85,53 @@ class GenerationWriter:
             self.db.execute(f"DELETE FROM chunks WHERE source IN ({marks})", part)
             self.db.execute(f"DELETE FROM documents WHERE source IN ({marks})", part)
         return np.array(removed, dtype=np.int64)
+
+    def has_document(self, source: str) -> bool:
+        return self.db.execute("SELECT 1 FROM documents WHERE source = ?", (source,)).fetchone() is not None
+
+    def primary_of(self, doc_id: str, source: str) -> str | None:
+        """The other source whose chunks already hold this content (same bytes, so the same chunk ids), if any."""
+        row = self.db.execute("SELECT source FROM documents WHERE doc_id = ? AND n_chunks > 0 AND source != ? ORDER BY source LIMIT 1",
+                              (doc_id, source)).fetchone()
+        return None if row is None else str(row[0])
+
+    def with_duplicates(self, sources: Sequence[str]) -> list[str]:
+        """Those of `sources` whose content is also recorded under another name (a duplicate row)."""
+        out: list[str] = []
+        for i in range(0, len(sources), 500):
+            part = list(sources[i : i + 500])
+            out += [str(r[0]) for r in self.db.execute(
+                f"SELECT source FROM documents p WHERE source IN ({','.join('?' * len(part))}) AND n_chunks > 0 AND EXISTS "
+                "(SELECT 1 FROM documents d WHERE d.doc_id = p.doc_id AND d.n_chunks = 0)", part)]
+        return out
+
+    def orphaned_duplicates(self) -> list[tuple[str, int, int]]:
+        """(source, size, mtime_ns) of duplicates whose indexed twin is gone: they must be indexed themselves."""
+        return [(str(r[0]), int(r[1] or 0), int(r[2] or 0)) for r in self.db.execute(
+            "SELECT source, size, mtime_ns FROM documents d WHERE n_chunks = 0 AND NOT EXISTS "
+            "(SELECT 1 FROM documents p WHERE p.doc_id = d.doc_id AND p.n_chunks > 0) ORDER BY source")]
+
+    def copy_document(self, other_db: Path, source: str) -> bool:
+        """Copy a document's rows (vectors included) from another generation's SQLite; as a duplicate row when its
+        content is already indexed here. False when that generation does not hold it."""
+        cols = "source, doc_id, title, date, source_url, file_type, pages, has_pages, sha256, size, mtime_ns"
+        chunk_cols = ("faiss_id, chunk_id, doc_id, source, ordinal, text, char_start, char_end, page, page_end, section, "
+                      "n_tokens, embed_text, text_hash, vector")
+        self.db.execute("ATTACH DATABASE ? AS other", (str(other_db),))
+        try:
+            row = self.db.execute("SELECT doc_id, n_chunks FROM other.documents WHERE source = ?", (source,)).fetchone()
+            if row is None:
+                return False
+            alias = not row[1] or self.primary_of(row[0], source) is not None
+            self.db.execute(f"INSERT OR REPLACE INTO documents ({cols}, n_chunks) SELECT {cols}, "
+                            f"{'0' if alias else 'n_chunks'} FROM other.documents WHERE source = ?", (source,))
+            if not alias:
+                self.db.execute(f"INSERT INTO chunks ({chunk_cols}) SELECT {chunk_cols} FROM other.chunks WHERE source = ?",
+                                (source,))
+            return True
+        finally:
+            self.db.commit()
+            self.db.execute("DETACH DATABASE other")
 
     def add_document(self, row: dict[str, Any]) -> None:
         self.db.execute(
@@ -169,6 +217,9 @@ class GenerationWriter:
         self.db.close()
         faiss.write_index(index, str(self.tmp / FAISS_FILE))
         checkpoint("publish.faiss_written")
+        # sizes of the data files, so `index status` and a build notice a truncated or replaced file by a stat
+        files = [SQLITE, FAISS_FILE, BM25_IDS] + [f"{BM25_DIR}/{f.name}" for f in sorted((self.tmp / BM25_DIR).iterdir())]
+        manifest = {**manifest, "files": {name: (self.tmp / name).stat().st_size for name in files}}
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=False))
         checkpoint("publish.manifest_written")
         for name in (SQLITE, FAISS_FILE, MANIFEST, BM25_IDS):
@@ -177,7 +228,10 @@ class GenerationWriter:
             fsync_file(f)
         fsync_dir(self.tmp)
         checkpoint("publish.fsynced")
-        previous = current_generation(self.index_dir)
+        try:
+            previous = current_generation(self.index_dir)
+        except IndexCorruptError:  # a damaged CURRENT is what this (full) build replaces
+            previous = None
         gens = sorted(p.name for p in self.index_dir.glob("gen-*"))
         n = (int(gens[-1].split("-")[1]) + 1) if gens else 1
         final = self.index_dir / f"gen-{n:06d}"

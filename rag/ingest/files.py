@@ -24,7 +24,36 @@ SUPPORTED_EXTENSIONS = {
 }
 METADATA_FILE = "metadata.yaml"
 DEFAULT_IGNORE = ("SOURCES.md", METADATA_FILE)
-_META_KEYS = ("title", "date", "source_url")
+EXCLUDE_FILE = ".rag-exclude"  # sources removed from the index whose files stay (hidden: never indexed itself)
+
+
+def load_excluded(root: Path) -> set[str]:
+    """Sources listed in the corpus's `.rag-exclude` (one a line, `#` comments): kept on disk, never indexed.
+
+    Removing a shipped document in the UI writes it here instead of deleting the file; deleting its line
+    brings the document back on the next build.
+    """
+    path = root / EXCLUDE_FILE
+    if not path.is_file():
+        return set()
+    lines = (ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines())
+    return {ln for ln in lines if ln and not ln.startswith("#")}
+
+
+def set_excluded(root: Path, source: str, excluded: bool) -> None:
+    """Add `source` to (or take it off) the corpus's `.rag-exclude`, written atomically."""
+    current = load_excluded(root)
+    new = current | {source} if excluded else current - {source}
+    if new == current:
+        return
+    path = root / EXCLUDE_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    header = "# documents removed from the index; their files stay. Delete a line to index it again.\n"
+    tmp.write_text(header + "".join(f"{s}\n" for s in sorted(new)), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+_META_KEYS = ("title", "date", "source_url", "kind", "identifiers", "signed", "published", "effective", "relations")
 
 
 @dataclass(frozen=True)
@@ -122,7 +151,8 @@ def load_corpus_metadata(root: Path) -> dict[str, dict[str, str]]:
             raise ConfigError(
                 f"{path}: entry '{src}' must be a mapping with keys among {', '.join(_META_KEYS)}"
             )
-        out[str(src)] = {k: str(v) for k, v in entry.items() if v is not None}
+        # identifiers and relations (issue 13) stay lists; the rest are strings
+        out[str(src)] = {k: (v if isinstance(v, list) else str(v)) for k, v in entry.items() if v is not None}
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -39,7 +40,7 @@ def load_pdf(data: bytes, rel: str, limits: Limits) -> dict[str, Any]:
         for i in range(n):
             page = pdf[i]
             tp = page.get_textpage()
-            raw_pages.append(clean_text(tp.get_text_range()).split("\n"))
+            raw_pages.append(clean_text(_page_text(tp)).split("\n"))
             tp.close()
             page.close()
         meta = pdf.get_metadata_dict()
@@ -84,6 +85,73 @@ def load_pdf(data: bytes, rel: str, limits: Limits) -> dict[str, Any]:
         "date": pdf_date(meta.get("CreationDate")),
         "has_pages": True,
     }
+
+
+def _page_text(tp: Any) -> str:
+    """A page's text with footnote markers taken off the words they are glued to.
+
+    A footnote marker is a run of digits set smaller than the text it follows ("Act,²" reads
+    "Act,2"; "Executive Order 13960¹²" reads "1396012"); pdfium's font sizes tell it apart from
+    digits of the same size ("EO 14110", "M-24-10" stay whole). A raised exponent of ten is written
+    "10^26". A small number at the start of a line that goes on (a footnote's own number) is kept.
+    Without font sizes (pdfium reports none, or the text does not line up) nothing is changed.
+    """
+    import pypdfium2.raw as pdfium_c
+
+    text = tp.get_text_range()
+    if len(text) != tp.count_chars():
+        return text
+
+    matrix = pdfium_c.FS_MATRIX()
+
+    def size(i: int) -> float:
+        """The character's printed size: font size times the text matrix's vertical scale (Federal
+        Register PDFs set every font at size 1 and scale it by the matrix)."""
+        base = float(pdfium_c.FPDFText_GetFontSize(tp, i))
+        if pdfium_c.FPDFText_GetMatrix(tp, i, matrix):
+            base *= math.hypot(matrix.c, matrix.d) or 1.0
+        return base
+
+    return drop_footnote_markers(text, size)
+
+
+def drop_footnote_markers(text: str, size: Any) -> str:
+    """`text` with small (superscript) digit runs handled as `_page_text` says; `size(i)` is the
+    font size of character i (pure, so it is testable without a PDF)."""
+    out: list[str] = []
+    last = 0
+    for m in re.finditer(r"\d+", text):
+        a, b = m.span()
+        j = a - 1
+        while j >= 0 and text[j] in " \t\r\n":
+            j -= 1
+        if j < 0:
+            continue
+        ref = max(size(j), size(a))
+        if ref <= 0:
+            continue
+        k = a
+        while k < b and size(k) >= 0.8 * ref:
+            k += 1
+        if k == b or any(size(i) >= 0.8 * ref for i in range(k, b)) or b - k > 3:
+            continue  # no small tail (or a mixed run): ordinary digits
+        line_start = a == 0 or text[a - 1] in "\r\n"
+        line_end = b == len(text) or text[b] in "\r\n"
+        if k > a:  # "13960" + small "12": a marker glued to a number, or an exponent of ten
+            base = text[a:k]
+            if base == "10" and (a == 0 or not text[a - 1].isdigit()):
+                out.append(text[last:k] + "^" + text[k:b])
+                last = b
+                continue
+        elif not (j == a - 1 or (line_start and line_end)):
+            continue  # after a space (ambiguous) or a footnote's own number at a line start: keep
+        out.append(text[last:k])
+        last = b
+        if k == a and line_start and line_end:  # a marker alone on its line: drop the line break too
+            while last < len(text) and text[last] in "\r\n":
+                last += 1
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _find_title(text: str, title: str, lo: int, hi: int) -> int | None:

@@ -6,16 +6,23 @@ import re
 from collections import Counter
 
 from rag.errors import IngestError
-from rag.text.headings import legal_section, looks_like_heading
+from rag.ingest.reflow import line_width, reflow, vocabulary
+from rag.text.headings import is_memo_field, legal_section, looks_like_heading
 from rag.types import Heading
 
 # Text helpers (pure)
 
 
 def clean_text(text: str) -> str:
-    """Normalise newlines, re-join hyphenated line breaks and drop control characters."""
+    """Normalise newlines and drop control characters.
+
+    A soft hyphen at a line end (pdfium marks every line-end hyphen so) becomes "-" and a line break:
+    `reflow` decides whether it splits a word or is a real hyphen; elsewhere it is invisible, dropped.
+    """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = re.sub("[\ufffe\u00ad]\n?", "", text)  # pdfium soft hyphens
+    text = re.sub("\ufffe[ \t]*\n?", "-\n", text)  # pdfium: a hyphen that ends a line (the break may be implied)
+    text = re.sub("\u00ad[ \t]*(?=\n)", "-", text)
+    text = text.replace("\u00ad", "")
     text = text.replace("\u00a0", " ")
     text = re.sub(r"[\x00-\x08\x0b\x0e-\x1f\x7f]", "", text)
     text = re.sub(r"[ \t]+\n", "\n", text)
@@ -27,7 +34,7 @@ def detect_headings(
     text: str, markup_headings: list[Heading] | None = None, heuristic: bool = True
 ) -> list[Heading]:
     """Headings from markup (if any) plus legal 'Sec. N.' paragraphs, plus line heuristics."""
-    found: dict[int, Heading] = {h.char_start: h for h in markup_headings or []}
+    found: dict[int, Heading] = {h.char_start: h for h in markup_headings or [] if not is_memo_field(h.title)}
     base = max((h.level for h in markup_headings or []), default=0)
     lines = text.split("\n")
     offset = 0
@@ -70,7 +77,13 @@ def pdf_date(raw: str | None) -> str | None:
     return f"{m.group(1)}-{m.group(2)}-{m.group(3)}" if m else None
 
 
-def join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:
+def join_pages(pages: list[str], reflow_lines: bool = True) -> tuple[str, tuple[int, ...]]:
+    """Pages -> one text and each page's start offset. Line-broken pages (PDF, text) are reflowed
+    first (wrapped lines joined, hyphenation undone; see reflow.py) with the whole document's vocabulary."""
+    if reflow_lines:
+        words, compounds = vocabulary("\n".join(pages))
+        width = line_width([ln for p in pages for ln in p.split("\n")])
+        pages = [reflow(p, words, compounds, width) for p in pages]
     parts: list[str] = []
     starts: list[int] = []
     pos = 0

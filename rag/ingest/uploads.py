@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
-from rag.errors import ConfigError
-from rag.ingest.files import SUPPORTED_EXTENSIONS
+from rag.errors import ConfigError, IngestError
+from rag.ingest.files import SUPPORTED_EXTENSIONS, Limits, file_sha256
+from rag.ingest.sandbox import load_safely
 
 _SAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -52,3 +57,71 @@ def check_upload_content(path: Path, name: str, max_bytes: int) -> None:
         except UnicodeDecodeError as e:
             if e.start < len(head) - 4:  # a multi-byte char cut at the 8 KiB boundary is fine
                 raise ConfigError(f"upload '{name}': not UTF-8 text") from None
+
+
+def upload_target(folder: Path, safe: str, taken: set[Path]) -> Path:
+    """A free path for an upload: `name.ext`, else `name-2.ext`, ... (also free of this batch's other uploads)."""
+    target = folder / safe
+    stem, ext = target.stem, target.suffix
+    i = 2
+    while target.exists() or target in taken:
+        target = folder / f"{stem}-{i}{ext}"
+        i += 1
+    return target
+
+
+def refuse_duplicate(name: str, digest: str, known: dict[str, str]) -> None:
+    """The same bytes are indexed once: a second copy under another name is refused, never written."""
+    if digest in known:
+        raise ConfigError(f"upload '{name}': the same content is already in the corpus as {known[digest]}; nothing was added")
+
+
+def stage_uploads(uploads: Sequence[tuple[Path, str]], corpus: Path, known: dict[str, str], max_bytes: int,
+                  limits: Limits) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(temp file, target in corpus/uploads) for each acceptable upload, and a message for each refused one.
+
+    Nothing is written: names are cleaned, types checked by content, the same bytes as a document in the corpus
+    (`known`: sha256 -> source) or earlier in the batch refused, and each file parsed in the isolated loader (a
+    hostile upload costs a child process, not the server).
+    """
+    staged: list[tuple[Path, Path]] = []
+    rejected: list[str] = []
+    for tmp, name in uploads:
+        try:
+            safe = sanitize_filename(name)
+            check_upload_content(Path(tmp), name, max_bytes)
+            digest = file_sha256(Path(tmp))
+            refuse_duplicate(name, digest, known)
+            target = upload_target(corpus / "uploads", safe, {t for _, t in staged})
+            load_safely(target, corpus, limits, read_from=Path(tmp))
+            known[digest] = target.relative_to(corpus).as_posix()
+            staged.append((Path(tmp), target))
+        except (ConfigError, IngestError) as e:
+            rejected.append(str(e))
+    return staged, rejected
+
+
+def write_uploads(staged: list[tuple[Path, Path]]) -> list[Path]:
+    """Copy (temp file, target) pairs into the corpus, each through a hidden .part file and an atomic rename.
+
+    On any failure the files written so far are removed again and the error re-raised.
+    """
+    written: list[Path] = []
+    try:
+        for tmp, target in staged:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = target.with_name(f".{target.name}.part")
+            shutil.copyfile(tmp, part)
+            os.replace(part, target)
+            written.append(target)
+    except BaseException:
+        remove_files(written)
+        raise
+    return written
+
+
+def remove_files(paths: list[Path]) -> None:
+    """Roll back uploads written into the corpus (their index update failed)."""
+    for p in paths:
+        with contextlib.suppress(OSError):
+            p.unlink()

@@ -9,7 +9,6 @@ is batched. The same Answerer as `rag ask` produces each answer.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import time
@@ -20,10 +19,21 @@ from typing import Any
 
 from rag.errors import ConfigError
 from rag.faults import checkpoint
+from rag.jobs.batch_checks import (
+    check_header,
+    check_input_columns,
+    check_jsonl_records,
+    read_table,
+    refuse_output_is_input,
+    refuse_too_many,
+    unique_ids,
+)
 from rag.retrieve.filters import normalise_filter_obj
 
 FORMATS = (".txt", ".csv", ".xlsx", ".jsonl")
-FLAT_COLUMNS = ["id", "question", "answer", "refused", "produced_by", "citations", "sources", "retrieve_s", "generate_s", "total_s", "error"]
+# status_notes (issue 13): the system's notes on revoked/superseded/amended documents, joined by " | "
+FLAT_COLUMNS = ["id", "question", "answer", "refused", "produced_by", "citations", "sources", "status_notes", "retrieve_s",
+                "generate_s", "total_s", "error"]
 
 
 @dataclass
@@ -65,8 +75,11 @@ def _norm_header(h: Any) -> str:
     return str(h or "").strip().lower()
 
 
-def read_input(path: Path) -> list[BatchItem]:
-    """Questions with ids and pass-through columns; malformed rows come back with `error` set."""
+def read_input(path: Path, max_rows: int = 10000, max_unzipped_mb: float = 50.0,
+               max_question_chars: int = 2000) -> list[BatchItem]:
+    """Questions with ids and pass-through columns; malformed rows (and questions over max_question_chars)
+    come back with `error` set. More than max_rows questions, or an .xlsx unpacking past max_unzipped_mb,
+    is refused before any is answered (settings `limits`)."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in FORMATS:
@@ -78,10 +91,12 @@ def read_input(path: Path) -> list[BatchItem]:
         for n, line in enumerate(_read_text(path).splitlines(), 1):
             if line.strip():
                 items.append(BatchItem(id=f"q{n}", question=line.strip()))
+                refuse_too_many(path, len(items), max_rows)
     elif ext == ".jsonl":
         for n, line in enumerate(_read_text(path).splitlines(), 1):
             if not line.strip():
                 continue
+            refuse_too_many(path, len(items) + 1, max_rows)
             try:
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
@@ -94,7 +109,7 @@ def read_input(path: Path) -> list[BatchItem]:
             items.append(BatchItem(id=str(obj.get("id", f"line{n}")), question=q.strip() if isinstance(q, str) else "", extra=extra,
                                    error=None if isinstance(q, str) else f"line {n}: no \"question\" string"))
     else:
-        rows = _read_table(path)
+        rows = read_table(path, _read_text, max_rows, max_unzipped_mb)
         if not rows:
             return []
         header = [_norm_header(h) for h in rows[0]]
@@ -113,6 +128,8 @@ def read_input(path: Path) -> list[BatchItem]:
     for it in items:
         if it.error is None and not it.question:
             it.error = "empty question"
+        elif it.error is None and len(it.question) > max_question_chars:
+            it.error = f"question of {len(it.question):,} characters, over the limit of {max_question_chars:,} (limits.max_question_chars)"
     return items
 
 
@@ -123,33 +140,16 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
-def _read_table(path: Path) -> list[list[Any]]:
-    if path.suffix.lower() == ".csv":
-        return list(csv.reader(io.StringIO(_read_text(path))))
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as e:
-        raise ConfigError(f"{path}: cannot read the workbook ({e})") from None
-    ws = wb.active
-    return [list(r) for r in ws.iter_rows(values_only=True)] if ws is not None else []
-
-
 def check_items(items: list[BatchItem]) -> tuple[list[str], int]:
-    """Make ids unique and report duplicate questions. Returns (warnings, n duplicate questions)."""
-    warnings: list[str] = []
-    seen_ids: dict[str, int] = {}
+    """Make ids unique (never onto another id of the input: see unique_ids) and report duplicate questions.
+    Returns (warnings, n duplicate questions)."""
+    new_ids, renames = unique_ids([it.id for it in items])
+    warnings = [f"duplicate id '{old}' renamed to '{new}'" for old, new in renames]
+    for it, new in zip(items, new_ids, strict=True):
+        it.id = new
     seen_q: dict[str, str] = {}
     dups = 0
     for it in items:
-        if it.id in seen_ids:
-            seen_ids[it.id] += 1
-            new = f"{it.id}#{seen_ids[it.id]}"
-            warnings.append(f"duplicate id '{it.id}' renamed to '{new}'")
-            it.id = new
-        else:
-            seen_ids[it.id] = 1
         if it.error:
             warnings.append(f"{it.id}: {it.error}")
             continue
@@ -175,6 +175,7 @@ def flat_row(rec: dict[str, Any]) -> dict[str, Any]:
         "produced_by": rec.get("produced_by"),
         "citations": "; ".join(f"[{c['n']}] {c['title']} p.{c['page']}" for c in cites),
         "sources": "; ".join(dict.fromkeys(c["source"] for c in cites)),
+        "status_notes": _notes_cell(rec.get("status_notes")),
         "retrieve_s": timings.get("retrieve_s"), "generate_s": timings.get("generate_s"), "total_s": timings.get("total_s"),
         "error": rec.get("error"),
     }
@@ -183,33 +184,55 @@ def flat_row(rec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _notes_cell(notes: Any) -> str:
+    """Status notes in one cell: their texts joined by " | " (a row read back from a sheet already is one)."""
+    if isinstance(notes, str):
+        return notes
+    return " | ".join(str(n.get("text", n)) if isinstance(n, dict) else str(n) for n in notes or [])
+
+
 class ResultWriter:
     """Appends one record per finished question, fsync'd; knows which ids are already done."""
 
-    def __init__(self, output: Path, resume: bool) -> None:
+    def __init__(self, output: Path, resume: bool, source: Path | None = None) -> None:
+        """`source`: the input file, which the output must not be."""
         self.output = Path(output)
         self.ext = self.output.suffix.lower()
         if self.ext not in (".jsonl", ".csv", ".xlsx"):
             raise ConfigError(f"{output}: unsupported output type '{self.ext}' (use .jsonl, .csv or .xlsx)")
+        refuse_output_is_input(self.output, source)
         self.journal = self.output.with_name(self.output.name + ".partial.jsonl") if self.ext == ".xlsx" else None
         exists = self.output.exists() or (self.journal is not None and self.journal.exists())
         if exists and not resume:
             raise ConfigError(f"{output} already exists: add --resume to continue it, or choose another file")
+        self._csv_header: list[str] | None = None
         if resume:
+            self._check_existing()
             for f in (self.output, self.journal):
                 if f is not None and f.exists() and f.suffix != ".xlsx":
                     _repair_tail(f)
+        # ids already answered, and ids whose bad-row record is already written (never journaled twice)
         self.done: set[str] = self._existing_ids() if resume else set()
+        self.recorded_errors: set[str] = self._existing_ids(errors=True) if resume else set()
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        self._csv_header: list[str] | None = None
-        if self.ext == ".csv" and self.output.exists():
+
+    def _check_existing(self) -> None:
+        """Refuse, before writing anything, an existing output that is not an earlier output of a batch."""
+        for f in (self.journal, self.output if self.ext == ".jsonl" else None):
+            if f is not None and f.exists():
+                check_jsonl_records(f)
+        if self.ext == ".csv" and self.output.exists() and self.output.stat().st_size:
             with open(self.output, newline="", encoding="utf-8") as f:
                 self._csv_header = next(csv.reader(f), None)
+            check_header(self.output, self._csv_header, FLAT_COLUMNS)
+        elif self.ext == ".xlsx" and self.output.exists() and (self.journal is None or not self.journal.exists()):
+            check_header(self.output, _xlsx_header(self.output), FLAT_COLUMNS)
 
-    def _existing_ids(self) -> set[str]:
+    def _existing_ids(self, errors: bool = False) -> set[str]:
+        """Ids of the records without an error (answered), or with one (`errors`)."""
         ids: set[str] = set()
         for rec in self.records():
-            if rec.get("id") is not None and not rec.get("error"):
+            if rec.get("id") not in (None, "") and bool(rec.get("error")) == errors:
                 ids.add(str(rec["id"]))
         return ids
 
@@ -242,6 +265,8 @@ class ResultWriter:
         if self.ext == ".csv" and self._csv_header is None:
             self._csv_header = FLAT_COLUMNS + [k for k in dict.fromkeys(keys) if k not in FLAT_COLUMNS]
             self._csv_new = True
+        elif self.ext == ".csv" and self._csv_header is not None:
+            check_input_columns(self.output, self._csv_header, keys)
 
     def append(self, rec: dict[str, Any]) -> None:
         if self.ext == ".csv":
@@ -292,6 +317,18 @@ class ResultWriter:
         self.journal.unlink()
 
 
+def _xlsx_header(path: Path) -> list[Any]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True)
+    except Exception as e:
+        raise ConfigError(f"{path}: cannot read the workbook ({e}); choose another output file") from None
+    ws = wb.active
+    first = next(ws.iter_rows(values_only=True), None) if ws is not None else None
+    return list(first or [])
+
+
 def _repair_tail(path: Path) -> None:
     """Cut a last line left unfinished by a kill, so the next append starts on a fresh line."""
     with open(path, "rb+") as f:
@@ -331,11 +368,12 @@ def start_run(items: Sequence[BatchItem], writer: ResultWriter, summary: BatchSu
     writer.set_input_columns([k for it in items for k in it.extra])
     todo: list[BatchItem] = []
     for it in items:
-        if it.id in writer.done:
+        if it.id in writer.done or (it.error and it.id in writer.recorded_errors):  # a bad row is recorded once
             summary.skipped_done += 1
         elif it.error:
             summary.bad_rows += 1
             writer.append(error_record(it, it.error))
+            writer.recorded_errors.add(it.id)
         else:
             todo.append(it)
     return todo

@@ -19,7 +19,7 @@ from rag.jobs.datasets import (
     prepare_dataset,
     sample_questions,
 )
-from rag.jobs.metrics import exact_match, retrieval_metrics, token_f1, word_count
+from rag.jobs.metrics import contains_answer, exact_match, retrieval_metrics, token_f1, word_count
 from rag.jobs.report import write_report
 
 RERANK = "+rerank"
@@ -112,12 +112,15 @@ def evaluate_answers(answerer: Any, questions: Sequence[EvalQuestion], answer_mo
             "id": q.id, "question": q.question, "answerable": q.answerable, "answer": a.text, "refused": a.refused,
             "produced_by": a.produced_by, "em": exact_match(pred, q.answers) if q.answers else None,
             "f1": token_f1(pred, q.answers) if q.answers else None,
+            "key_fact": contains_answer(pred, q.answers) if q.answers else None,
+            "cites_gold_doc": (float(bool(gold_cited)) if not a.refused else None) if (q.answerable and q.gold_sources) else None,
             "citations": len(cited),
             "citation_precision": (sum(c.support >= answerer.settings.answer.support_threshold for c in cited) / len(cited)) if cited else None,
             "citation_gold_precision": (len(gold_cited) / len(cited)) if (cited and q.gold_sources) else None,
             "citation_recall": (sum(bool(s.citations) for s in sents) / len(sents)) if sents else None,
             "best_similarity": a.record.get("evidence", {}).get("best_similarity"),
             "latency_s": a.timings.get("total_s"),
+            "status_notes": [n["text"] for n in getattr(a, "status_notes", ())],  # issue 13
         })
         if on_step:
             on_step()
@@ -132,6 +135,7 @@ def evaluate_answers(answerer: Any, questions: Sequence[EvalQuestion], answer_mo
         "exact_match": mean("em", lambda r: r["answerable"]), "f1": mean("f1", lambda r: r["answerable"]),
         "citation_precision": mean("citation_precision"), "citation_gold_precision": mean("citation_gold_precision"),
         "citation_recall": mean("citation_recall"),
+        "key_fact": mean("key_fact", lambda r: r["answerable"]), "answers_citing_gold_doc": mean("cites_gold_doc"),
         "refusal_accuracy": (sum(r["refused"] for r in una) / len(una)) if una else None,
         "false_refusal_rate": (sum(r["refused"] for r in ans) / len(ans)) if ans else None,
         "answered": float(sum(not r["refused"] for r in rows)), "questions": float(len(rows)),

@@ -61,6 +61,13 @@ def exact_match(prediction: str, golds: Sequence[str]) -> float:
     return float(any(p == normalize_answer(g) for g in golds)) if golds else 0.0
 
 
+def contains_answer(prediction: str, golds: Sequence[str]) -> float:
+    """Does the answer hold any gold answer (a key fact), normalised? F1 punishes a correct fact shown
+    with its quoted sentence; an analyst counts the fact being there."""
+    p = f" {normalize_answer(prediction)} "
+    return float(any(f" {normalize_answer(g)} " in p for g in golds if normalize_answer(g))) if golds else 0.0
+
+
 def token_f1(prediction: str, golds: Sequence[str]) -> float:
     """Best SQuAD token F1 of the prediction against any gold answer."""
     from collections import Counter
@@ -79,7 +86,8 @@ def token_f1(prediction: str, golds: Sequence[str]) -> float:
 
 
 def _norm(s: str) -> str:
-    return " ".join(s.lower().split())
+    # hyphens ignored: a reflowed PDF may keep "sub-systems" where a gold quote says "subsystems"
+    return " ".join(re.sub(r"(?<=\w)[-‐‑](?=\w)", "", s.lower()).split())
 
 
 def chunk_matches(chunk_text: str, gold_passages: Sequence[str] = (), gold_answers: Sequence[str] = (), min_overlap: int = 60) -> bool:

@@ -77,12 +77,15 @@ def write_report(out: Path, name: str, settings: Any, store: Any, retrieval: dic
         def f(v: Any) -> str:
             return "–" if v is None else f"{v:.3f}"
 
-        lines += ["## Answers", "", "| answer mode | questions | EM | F1 | citation precision | cites gold doc | citation recall | refusal accuracy | false refusals |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["## Answers", "", "| answer mode | questions | EM | F1 | key fact | citation precision | gold-doc citations | answers citing a gold doc | "
+                  "citation recall | refusal accuracy | false refusals |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for mode, m in answers.items():
-            lines.append(f"| {mode} | {int(m['questions'])} | {f(m['exact_match'])} | {f(m['f1'])} | {f(m['citation_precision'])} | "
-                         f"{f(m['citation_gold_precision'])} | {f(m['citation_recall'])} | {f(m['refusal_accuracy'])} | {f(m['false_refusal_rate'])} |")
-        lines.append("")
+            lines.append(f"| {mode} | {int(m['questions'])} | {f(m['exact_match'])} | {f(m['f1'])} | {f(m.get('key_fact'))} | {f(m['citation_precision'])} | "
+                         f"{f(m['citation_gold_precision'])} | {f(m.get('answers_citing_gold_doc'))} | {f(m['citation_recall'])} | "
+                         f"{f(m['refusal_accuracy'])} | {f(m['false_refusal_rate'])} |")
+        lines += ["", "Key fact: the answer holds a gold answer (normalised). Gold-doc citations: share of citations "
+                  "that name a gold document; answers citing a gold doc: share of answered, answerable questions with at "
+                  "least one. Refusal accuracy: unanswerable questions refused; false refusals: answerable questions refused.", ""]
     lines += ["![scores](score_distribution.png)", "", "## Worst 10 questions (first mode)", ""]
     first = next(iter(retrieval), None)
     worst = sorted((r for r in per_question if r.get("mode") == first and r.get("answerable", True)), key=lambda r: (r.get("rank") or 99))[::-1][:10]

@@ -30,6 +30,41 @@ def resolve_reranker(name: str) -> str:
     return str(SHIPPED_SCORER) if name in _ALIASES else name
 
 
+def _check_one_output(folder: Path) -> None:
+    """Refuse a local model whose config has no single-output classification head (e.g. a bi-encoder)."""
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot load reranker '{folder}': {type(e).__name__}: {e}") from None
+    labels = cfg.get("num_labels", len(cfg.get("id2label") or {}) or 2)  # transformers' default is 2
+    heads = [a for a in cfg.get("architectures") or [] if a.endswith("ForSequenceClassification")]
+    if labels != 1 or not heads:
+        raise ModelLoadError(f"reranker '{folder}' has {labels if heads else 'no classification'} outputs; "
+                             "a cross-encoder with one relevance output is needed")
+
+
+def choose_rerank_backend(name: str, device: str = "cpu", backend: str = "auto") -> str:
+    """torch or onnx. auto: ONNX Runtime on the CPU for a local sequence-classification folder with a fast tokenizer
+    (benchmarks/bench_backend.py: same scores, faster), torch on a GPU or for a hub id."""
+    if backend not in ("auto", "torch", "onnx", "openvino"):
+        raise ModelLoadError(f"unknown reranker backend '{backend}' (use auto, torch or onnx)")
+    if backend == "openvino":
+        raise ModelLoadError("the openvino backend is not installed here; use onnx (same speed class on CPU) or torch")
+    folder = Path(name)
+    local = folder.is_dir() and (folder / "tokenizer.json").is_file() and (folder / "config.json").is_file()
+    if backend == "onnx":
+        if device not in ("auto", "cpu"):
+            raise ModelLoadError(f"the onnx reranker backend runs on the CPU; device '{device}' needs backend torch")
+        if not local:
+            raise ModelLoadError(f"the onnx reranker backend needs a local model folder with tokenizer.json; '{name}' is not one")
+        return "onnx"
+    if backend == "torch" or device not in ("auto", "cpu") or not local:
+        return "torch"
+    from rag.index.backends_onnx import onnx_available
+
+    return "onnx" if onnx_available() else "torch"
+
+
 class Reranker:
     """A sequence-classification cross-encoder with one output (a relevance logit), loaded on first use.
 
@@ -38,23 +73,45 @@ class Reranker:
     """
 
     def __init__(self, name: str, device: str | None = None, max_length: int = 256, batch_size: int = 32,
-                 quantize: bool = False) -> None:
+                 quantize: bool = False, backend: str = "auto", cache_dir: Path | None = None) -> None:
         self.name = resolve_reranker(name)
         self.device = device or "cpu"
         self.max_length = max_length
         self.batch_size = batch_size
         self.quantize = quantize
+        self.backend = choose_rerank_backend(self.name, self.device, backend)
+        self._auto = backend == "auto"  # may fall back to torch if the export fails
+        self.cache_dir = cache_dir
         self._model: Any = None
         self._tok: Any = None
+        self._onnx: Any = None
         self.calibration = (1.0, 0.0)
         self._lock = threading.Lock()
 
     def _load(self) -> None:
-        if self._model is not None:
+        if self._model is not None or self._onnx is not None:
             return
         with self._lock:
-            if self._model is not None:
+            if self._model is not None or self._onnx is not None:
                 return
+            self._read_calibration()
+            if self.backend == "onnx":
+                from rag.index.backends_onnx import OnnxEncoder
+                from rag.settings import default_cache_dir
+
+                _check_one_output(Path(self.name))  # as the torch path does: a bi-encoder folder is no cross-encoder
+
+                try:
+                    self._onnx = OnnxEncoder(Path(self.name), "score", self.cache_dir or default_cache_dir(), self.max_length,
+                                             quantize=self.quantize, pair=True)
+                    return
+                except (ModelLoadError, OSError) as e:
+                    if not self._auto:
+                        raise ModelLoadError(f"onnx reranker backend: {e}") from None
+                    import warnings
+
+                    warnings.warn(f"onnx reranker backend unavailable ({e}); using torch", stacklevel=2)
+                    self.backend = "torch"
             try:
                 import torch
                 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -72,17 +129,23 @@ class Reranker:
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             else:
                 model.to(self.device)
-            meta = Path(self.name) / "scorer.json"
-            if meta.is_file():
-                cal = json.loads(meta.read_text()).get("calibration") or {}
-                self.calibration = (float(cal.get("a", 1.0)), float(cal.get("b", 0.0)))
             self._tok, self._model = tok, model
+
+    def _read_calibration(self) -> None:
+        meta = Path(self.name) / "scorer.json"
+        if meta.is_file():
+            cal = json.loads(meta.read_text()).get("calibration") or {}
+            self.calibration = (float(cal.get("a", 1.0)), float(cal.get("b", 0.0)))
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """Relevance logits, one per text (higher = more likely to answer the question)."""
         if not texts:
             return np.zeros(0, np.float32)
         self._load()
+        # a question longer than the reader's window would fail truncation ("only_second"): it reads the start
+        query = " ".join(query.split()[: max(8, self.max_length // 3)])
+        if self._onnx is not None:
+            return self._onnx.encode(list(texts), self.batch_size, pairs_with=query).astype(np.float32)
         import torch
 
         out = []

@@ -43,9 +43,9 @@ class Retriever:
         store.set_search_params(settings.faiss.hnsw_ef_search, settings.faiss.ivf_nprobe)
         _ = store.bm25  # now, while this generation's files surely exist
         if embedder is None:
-            from rag.index.embed import get_embedder
+            from rag.index.embed import embedder_for
 
-            embedder = get_embedder(settings.embedding.model, settings.embedding.device, settings.embedding.batch_size)
+            embedder = embedder_for(settings)
         return cls(store, embedder, settings)
 
     def refresh(self) -> bool:
@@ -81,6 +81,7 @@ class Retriever:
         dedupe_hits: bool | None = None,
         expand: int | None = None,
         store: IndexStore | None = None,
+        use_policy: bool = True,
     ) -> list[list[Passage]]:
         """Top-k passages for each query. One batched encode; FAISS and BM25 per filter group.
 
@@ -88,6 +89,11 @@ class Retriever:
         publishes a new one meanwhile: no passage mixes two generations' rows.
         """
         s = self.settings
+        if use_policy and queries and (s.retrieval.as_of or s.retrieval.prefer_named):
+            from rag.retrieve.docmatch import policy_search  # as-of filter, named-document preference (issue 13)
+
+            return policy_search(self, list(queries), k or s.retrieval.top_k, filters, mode=mode, rerank=rerank,
+                                 dedupe_hits=dedupe_hits, expand=expand, store=store)
         store = store or self.store
         k = k or s.retrieval.top_k
         mode = mode or s.retrieval.mode
@@ -191,7 +197,8 @@ class Retriever:
             with self._scorer_lock:
                 if self._reranker is None:
                     device = getattr(self.embedder, "device", None) or "cpu"
-                    self._reranker = Reranker(r.reranker, str(device), max_length=r.rerank_max_length, quantize=r.rerank_quantize)
+                    self._reranker = Reranker(r.reranker, str(device), max_length=r.rerank_max_length, quantize=r.rerank_quantize,
+                                              backend=r.rerank_backend, cache_dir=Path(self.settings.cache_dir))
         return self._reranker
 
     def _rerank(self, query: str, hits: list[Passage]) -> list[Passage]:

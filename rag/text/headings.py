@@ -11,6 +11,20 @@ _NUMBERED = re.compile(r"^((?:\d+\.)+\d*|[IVXL]+\.|[A-Z]\.)\s+\S")
 _LEGAL_SEC = re.compile(r"^(Sec(?:tion)?\.?\s*\d+[a-z]?\.)\s*([A-Z][^.\n]{2,90}?)\.(?:\s|$)")
 _SUBSEC = re.compile(r"^(\d+\.\d+)\.?\s+([A-Z][^.\n]{2,90}?)\.(?:\s|$)")
 _PILLAR = re.compile(r"^(Pillar|Part|Chapter|Appendix|Annex|Title)\s+[IVXLC\d]+[:.]?\s", re.I)
+# memo header fields ("FROM: Shalanda D. Young"): they label the memo, not a section of it
+MEMO_FIELD = re.compile(
+    r"^\s*(?:FROM|TO|SUBJECT|SUBJ|DATE|RE|CC|THROUGH|THRU|ATTN|ATTENTION|From|To|Subject|Date|Through|Attention)\s*:"
+    r"|^\s*(?:MEMORANDUM|Memorandum)\s+(?:FOR|for|TO|to)\b"
+)
+_LETTER_SPACED = re.compile(r"^(?:\S{1,2}\s+){4,}\S{0,2}$")  # letterhead set in spaced capitals ("T H E DI RE C T O R")
+
+
+def is_memo_field(line: str) -> bool:
+    """A memo header field or a letter-spaced letterhead line: never a heading or a section label."""
+    s = line.strip()
+    return bool(MEMO_FIELD.match(s) or _LETTER_SPACED.match(s))
+
+
 _SMALL_WORDS = {
     "a",
     "an",
@@ -49,6 +63,8 @@ def legal_section(paragraph: str) -> tuple[str, int] | None:
 def looks_like_heading(line: str, prev: str, nxt: str, prev_is_heading: bool = False) -> int | None:
     """Heuristic heading test for text without markup (PDF, plain text). Returns a level or None."""
     s = line.strip()
+    if is_memo_field(s):
+        return None
     if (
         not (3 <= len(s) <= 90)
         or not (s[0].isupper() or s[0].isdigit())
@@ -57,7 +73,7 @@ def looks_like_heading(line: str, prev: str, nxt: str, prev_is_heading: bool = F
         return None
     if s[-1] in ",;:" or (s[-1] == "." and not _NUMBERED.match(s)):
         return None
-    if prev.strip() and prev.strip()[-1] not in '.:;!?)”"' and not prev.strip().isupper():
+    if prev.strip() and prev.strip()[-1] not in '.:;!?)”"' and not prev.strip().isupper() and not is_memo_field(prev):
         return None  # mid-sentence line wrap
     if nxt.strip() and not (nxt.strip()[0].isupper() or nxt.strip()[0] in '•(“"'):
         return None

@@ -1,0 +1,125 @@
+"""What a quantity question needs before any passage can answer it.
+
+"How many acres did Interior offer?" is not answered by "By February 28, 2025" or "a minimum of 3
+sites", and "How much money did Congress appropriate?" not by "within 90 days": a near-topic passage
+full of other numbers is exactly what the similarity and the evidence scorer cannot tell apart from an
+answer. So a count question whose counted thing is not a span of time needs a number *of that thing*
+in the passages ("at least five regions ... as Priority Geothermal Zones", "two frontier AI models"),
+and a money question needs an amount of money; when no sentence of the passages has one, the honest
+answer is that the documents do not give it. Pure functions, regexes only, like `qtypes`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from rag.answer.qtypes import MONTHS, classify, date_spans, number_spans
+from rag.text.lexical import lexical_tokens
+
+UNIT_WINDOW = 20  # words after a number within which the counted thing must be named
+_TIME = frozenset(["second", "minute", "hour", "day", "week", "month", "year", "decade", "business", "calendar"])
+_GENERIC = frozenset(
+    [
+        "time",
+        "times",
+        "percent",
+        "percentage",
+        "people",
+        "person",
+        "thing",
+        "things",
+        "item",
+        "items",
+        "way",
+        "ways",
+        "kind",
+        "kinds",
+        "type",
+        "types",
+    ]
+)
+_HOW_MANY = re.compile(r"\bhow many\s+((?:[A-Za-z][\w’'-]*\s+){0,4})", re.I)
+_AUX = re.compile(
+    r"^(?:must|shall|should|does|do|did|will|would|can|could|is|are|was|were|has|have|had|may|might|of|in|on|at|for|to|"
+    r"under|by|from|with|the|a|an|that|which|were)$",
+    re.I,
+)
+_MONEY_Q = re.compile(
+    r"\b(?:how much (?:money|funding)|money|cost|costs|budget|budgets|fine|fines|salary|salaries|dollars?|"
+    r"appropriat\w*|funding|price|spend(?:ing)?)\b",
+    re.I,
+)
+_MONEY = re.compile(r"\$\s?\d|\b\d[\d,.]*\s*(?:million|billion|trillion)?\s*(?:dollars|USD)\b", re.I)
+
+
+def _stem(word: str) -> str:
+    toks = lexical_tokens(word)
+    return toks[0][:5] if toks else ""
+
+
+def counted_thing(question: str) -> str | None:
+    """The head noun a "how many" question counts ("how many AI use cases did" -> "cases"), or None
+    when it counts time (days, weeks) or nothing specific."""
+    m = _HOW_MANY.search(question)
+    if not m:
+        return None
+    words = []
+    for w in m.group(1).split():
+        if _AUX.match(w):
+            break
+        words.append(w.strip("’'"))
+    if not words:
+        return None
+    plural = [w for w in words if w.lower().endswith("s") and not w.isupper() and len(w) > 3]
+    head = (plural[0] if plural else words[-1]).lower()
+    toks = lexical_tokens(head)
+    if not toks or toks[0] in _TIME or toks[0] in _GENERIC:
+        return None
+    return head
+
+
+def counts_thing(sentence: str, thing: str) -> bool:
+    """Does the sentence hold a number of `thing` (named in the number's span or within UNIT_WINDOW words after it)?"""
+    stem = _stem(thing)
+    if not stem:
+        return False
+    for s in number_spans(sentence):
+        if s.weight < 0.9 and not any(_stem(w) == stem for w in s.text.split()):
+            continue  # a bare small number or a period ("within 60 days") counts nothing
+        span_words = {_stem(w) for w in s.text.split()}
+        if span_words & {_stem(t) for t in _TIME}:
+            continue
+        after = sentence[s.end :].split()[:UNIT_WINDOW]
+        if stem in span_words or any(_stem(w) == stem for w in after):
+            return True
+    return False
+
+
+_DATE_Q = re.compile(r"\b(?:on|by|as of)? ?(?:what|which) (?:exact |calendar )?(?:date|day)\b", re.I)
+_CALENDAR = re.compile(rf"\b(?:{MONTHS})\b|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|\b(?:19|20)\d{{2}}-\d{{2}}-\d{{2}}\b", re.I)
+
+
+def has_calendar_date(sentence: str) -> bool:
+    """A date a calendar shows ("March 28, 2024", "January 2023", "2024-03-28"), not "within 120 days"."""
+    return any(s.weight == 1.0 and _CALENDAR.search(s.text) for s in date_spans(sentence))
+
+
+def missing_answer_kind(question: str, sentences: Iterable[str]) -> str | None:
+    """What the question needs that no sentence holds ("number of acres", "amount of money", "calendar
+    date" for an explicit "on what date" question), or None. "When" alone is not checked: "within 60
+    days of this memorandum" answers "by when must agencies ...?"."""
+    qtype = classify(question)
+    sentences = list(sentences)
+    if qtype == "when" and _DATE_Q.search(question):
+        return None if any(has_calendar_date(s) for s in sentences) else "calendar date"
+    if qtype != "how_many":
+        return None
+    thing = counted_thing(question)
+    if thing and not any(counts_thing(s, thing) for s in sentences):
+        return f"number of {thing}"
+    money_q = bool(re.search(r"\bhow much\b|^(?:what|which)\b", question, re.I) and _MONEY_Q.search(question))
+    if money_q and "how many" not in question.lower() and not any(_MONEY.search(s) for s in sentences):
+        return "amount of money"
+    return None
+

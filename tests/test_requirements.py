@@ -1,0 +1,87 @@
+"""Quantity questions need a number of the thing they count (or an amount of money) in the passages."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer.requirements import counted_thing, counts_thing, missing_answer_kind
+
+GEOTHERMAL = ("(c) By March 15, 2025, the Secretary of the Interior shall, if possible, designate at least five regions composed "
+              "of lands or subsurface areas managed by the Department of the Interior as Priority Geothermal Zones (PGZs).")
+SITES = ("(a) By February 28, 2025, the Secretary of Defense and the Secretary of Energy shall, if possible, each identify a "
+         "minimum of 3 sites on Federal land that may be suitable for a frontier AI data center.")
+CAIO = "Within 60 days of the date of this memorandum, the head of each agency must designate a Chief AI Officer."
+MONEY = "a Qualifying Project means a data center project that requires a capital investment of more than $500 million."
+
+
+@pytest.mark.parametrize(("question", "thing"), [
+    ("How many acres of federal land did Interior ultimately offer for AI computing sites?", "acres"),
+    ("How many AI use cases did federal agencies report in their 2024 inventories in total?", "cases"),
+    ("How many agencies had actually appointed CAIOs by the deadline?", "agencies"),
+    ("Under the 2024 memo, how many frontier models was the institute expected to test?", "models"),
+    ("For how many weeks could the public send in suggestions?", None),  # time is a duration question
+    ("How many days does the order give the Secretary?", None),
+    ("When were comments due?", None),
+])
+def test_the_counted_thing(question, thing):
+    assert counted_thing(question) == thing
+
+
+def test_a_count_needs_its_thing_near_the_number():
+    assert counts_thing(GEOTHERMAL, "zones") and counts_thing(GEOTHERMAL, "regions")
+    assert counts_thing(SITES, "sites")
+    assert not counts_thing(SITES, "acres")  # "3 sites" and a date are no number of acres
+    assert not counts_thing(CAIO, "agencies")  # "60 days ... each agency": a period, not a count of agencies
+
+
+def test_near_topic_quantity_questions_find_nothing_to_quote():
+    q = "How many acres of federal land did Interior ultimately offer for AI computing sites?"
+    assert missing_answer_kind(q, [SITES, GEOTHERMAL]) == "number of acres"
+    assert missing_answer_kind("How many agencies had appointed a Chief AI Officer by the deadline?", [CAIO]) == "number of agencies"
+    assert missing_answer_kind("How much money has Congress appropriated for the mission?", [SITES, CAIO]) == "amount of money"
+    assert missing_answer_kind("What salary range does the memo set for chief AI officers?", [CAIO]) == "amount of money"
+
+
+def test_answerable_quantity_questions_pass():
+    assert missing_answer_kind("How many priority geothermal zones did the order ask Interior to designate?", [SITES, GEOTHERMAL]) is None
+    assert missing_answer_kind("What size of capital commitment makes a data center project qualify?", [MONEY]) is None
+    assert missing_answer_kind("What is the budget for the project?", [MONEY]) is None
+    assert missing_answer_kind("For how many weeks could the public comment?", [CAIO]) is None  # durations are not checked here
+    assert missing_answer_kind("What does the order say about costs?", [CAIO]) is None  # not a quantity question
+
+
+def test_the_answerer_refuses_with_the_missing_kind(built_fixture_index, embedder, fake_generator):
+    from rag.answer.answerer import Answerer
+    from rag.retrieve.retriever import Retriever
+    from rag.settings import Settings
+
+    s = Settings(index=built_fixture_index[1], answer={"mode": "extractive"})
+    answerer = Answerer(Retriever.open(s, embedder), s, generator=fake_generator("unused [1]."))
+    ok = answerer.ask("How many gigawatts of interconnection requests were waiting in the queue?")
+    assert not ok.refused and "40 gigawatts" in ok.text
+    near = answerer.ask("How many regional grid operators publish their interconnection queue data?")
+    assert near.refused and near.record["evidence"]["missing"] == "number of operators"
+    assert near.note == "the passages give no number of operators"
+    assert near.passages  # the nearest passages are still shown
+
+
+def test_a_second_look_below_the_top_k_finds_the_number(built_fixture_index, embedder, fake_generator):
+    """The top passage has no number of gigawatts; the candidate below it does: answer from it, not refuse."""
+    from rag.answer.answerer import Answerer
+    from rag.retrieve.retriever import Retriever
+    from rag.settings import Settings
+
+    s = Settings(index=built_fixture_index[1], answer={"mode": "extractive"})
+    answerer = Answerer(Retriever.open(s, embedder), s, generator=fake_generator("unused [1]."))
+    a = answerer.ask("How many gigawatts of queue data should regional operators publish each month?", k=1)
+    assert a.record["evidence"].get("second_look") and not a.refused
+    assert "40 gigawatts" in a.text and len(a.passages) == 2
+
+
+def test_an_explicit_date_question_needs_a_calendar_date():
+    relative = "Implementation. (a) Within 120 days of the date of this order, the Director of OMB shall issue guidance."
+    signed = "March 28, 2024 M-24-10 MEMORANDUM FOR THE HEADS OF EXECUTIVE DEPARTMENTS AND AGENCIES"
+    assert missing_answer_kind("On what date did OMB actually publish its guidance?", [relative]) == "calendar date"
+    assert missing_answer_kind("On what date was memo M-24-10 signed?", [relative, signed]) is None
+    assert missing_answer_kind("By what date were the sites to be picked?", ["(a) By February 28, 2025, the Secretary shall"]) is None
+    assert missing_answer_kind("By when must agencies designate a Chief AI Officer?", [CAIO]) is None  # "when" alone: a period answers
