@@ -25,36 +25,29 @@ def locate(answers: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
         d = answers[int(turn_s)]
     except (ValueError, IndexError, TypeError):
         return None
-    passages = {p.get("chunk_id"): p for p in d.get("passages") or []}
+    passages = d.get("passages") or []
     if what.startswith("p"):
-        p = next((p for p in d.get("passages") or [] if str(p.get("rank")) == what[1:]), None)
-        if p is None:
-            return None
-        return {
-            "source": p["source"],
-            "title": p.get("title"),
-            "page": p.get("page"),
-            "page_end": p.get("page_end"),
-            "quote": p.get("span_text") or "",
-            "char_start": p.get("char_start"),
-            "char_end": p.get("char_end"),
-            "source_url": p.get("source_url"),
-            "n": None,
-        }
+        p = next((p for p in passages if str(p.get("rank")) == what[1:]), None)
+        return None if p is None else _target(p, p, p.get("span_text") or "", None)
     c = next((c for c in d.get("citations") or [] if str(c.get("n")) == what), None)
     if c is None:
         return None
-    p = passages.get(c.get("chunk_id"), {})
+    p = next((p for p in passages if p.get("chunk_id") == c.get("chunk_id")), {})
+    return _target(c, p, c.get("quote") or "", c.get("n"))
+
+
+def _target(ref: dict[str, Any], passage: dict[str, Any], quote: str, n: Any) -> dict[str, Any]:
+    """What a click opens: the cited (or retrieved) source, located by its passage's characters."""
     return {
-        "source": c["source"],
-        "title": c.get("title"),
-        "page": c.get("page"),
-        "page_end": c.get("page_end"),
-        "quote": c.get("quote") or "",
-        "char_start": p.get("char_start"),
-        "char_end": p.get("char_end"),
-        "source_url": c.get("source_url") or p.get("source_url"),
-        "n": c.get("n"),
+        "source": ref["source"],
+        "title": ref.get("title"),
+        "page": ref.get("page"),
+        "page_end": ref.get("page_end"),
+        "quote": quote,
+        "char_start": passage.get("char_start"),
+        "char_end": passage.get("char_end"),
+        "source_url": ref.get("source_url") or passage.get("source_url"),
+        "n": n,
     }
 
 

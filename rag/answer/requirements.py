@@ -19,6 +19,7 @@ from rag.text.lexical import lexical_tokens
 
 UNIT_WINDOW = 20  # words after a number within which the counted thing must be named
 _TIME = frozenset(["second", "minute", "hour", "day", "week", "month", "year", "decade", "business", "calendar"])
+_TIME_STEMS = frozenset(t[:5] for t in _TIME)  # as _stem gives them
 _GENERIC = frozenset(
     [
         "time",
@@ -88,7 +89,7 @@ def counts_thing(sentence: str, thing: str) -> bool:
         if s.weight < 0.9 and not any(_stem(w) == stem for w in s.text.split()):
             continue  # a bare small number or a period ("within 60 days") counts nothing
         span_words = {_stem(w) for w in s.text.split()}
-        if span_words & {_stem(t) for t in _TIME}:
+        if span_words & _TIME_STEMS:
             continue
         after = sentence[s.end :].split()[:UNIT_WINDOW]
         if stem in span_words or any(_stem(w) == stem for w in after):
