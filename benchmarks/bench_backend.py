@@ -2,6 +2,10 @@
 evidence scorer, transformers fp32 vs llama.cpp for the shipped SmolLM2 GGUF.
 
     .venv/bin/python benchmarks/bench_backend.py [--rounds 3] [--threads 2] [--skip llm]
+    .venv/bin/python benchmarks/bench_backend.py --skip embed rerank --llm-index /tmp/me/index --rounds 2
+
+The LLM section runs each backend in its own fresh process per round (as `rag ask` runs it: llama.cpp's and
+torch's OpenMP runtimes in one process slow each other down, so one-process numbers are not the product's).
 
 Rounds are interleaved (torch, onnx, ... then again) so that load from other processes on a shared
 machine hits every backend alike; the best round is reported beside the median. Agreement with torch
@@ -143,72 +147,176 @@ def bench_rerank(rounds: int, threads: int, nq: int, k: int = 20) -> dict:
     return res
 
 
-def bench_llm(rounds: int, threads: int, max_new: int) -> dict:
-    from rag.answer.backends_llamacpp import LlamaCppGenerator
-    from rag.answer.generate import Generator, shipped_gguf
+LLM_QUESTION = "Within how many days must agencies designate a Chief AI Officer?"
+LLM_EVIDENCE = {
+    1: ["Agencies must designate a Chief AI Officer within 60 days of the issuance of this memorandum."],
+    2: ["The Chief AI Officer coordinates the agency's use of AI and manages its AI risks."],
+}
+
+
+def llm_prompts(index: Path | None, n: int) -> list[list[dict[str, str]]]:
+    """The evidence-first prompts both backends answer: from retrieval over `index` for the first `n` answerable
+    questions of eval/shipped.jsonl (as `rag ask --answer-mode auto` builds them), else one built-in prompt."""
     from rag.answer.prompts import build_messages
     from rag.types import Chunk, Passage
 
-    ev = {
-        1: ["Agencies must designate a Chief AI Officer within 60 days of the issuance of this memorandum."],
-        2: ["The Chief AI Officer coordinates the agency's use of AI and manages its AI risks."],
-    }
-    ps = [
-        Passage(
-            chunk=Chunk(
-                chunk_id=f"c{i}",
-                doc_id="m2410",
-                source="omb/m-24-10.pdf",
-                title="OMB M-24-10",
-                ordinal=i,
-                text=" ".join(ev[i]),
-                char_start=0,
-                char_end=10,
-                page=3 + i,
-                page_end=3 + i,
-                section="Sec. 3",
-                n_tokens=30,
-                embed_text="",
-            ),
-            score=1.0,
-            rank=i,
+    if index is None:
+        ps = [
+            Passage(
+                chunk=Chunk(
+                    chunk_id=f"c{i}",
+                    doc_id="m2410",
+                    source="omb/m-24-10.pdf",
+                    title="OMB M-24-10",
+                    ordinal=i,
+                    text=" ".join(LLM_EVIDENCE[i]),
+                    char_start=0,
+                    char_end=10,
+                    page=3 + i,
+                    page_end=3 + i,
+                    section="Sec. 3",
+                    n_tokens=30,
+                    embed_text="",
+                ),
+                score=1.0,
+                rank=i,
+            )
+            for i in (1, 2)
+        ]
+        return [build_messages(LLM_QUESTION, ps, evidence=LLM_EVIDENCE)]
+    from rag.answer.answerer import select_evidence
+    from rag.answer.evidence import Evidence
+    from rag.service import RagService
+    from rag.settings import Settings
+
+    s = Settings(index=index)
+    svc = RagService(s)
+    root = Path(__file__).resolve().parent.parent
+    rows = [json.loads(line) for line in (root / "eval" / "shipped.jsonl").read_text().splitlines() if line.strip()]
+    out = []
+    for q in [r["question"] for r in rows if r.get("answerable")][:n]:
+        passages = svc.search([q], s.retrieval.top_k)[0]
+        emb = svc.retriever.embedder
+        chosen = select_evidence(
+            emb.encode([q])[0], Evidence(passages, emb), len(passages), s.answer.evidence_sentences
         )
-        for i in (1, 2)
-    ]
-    msgs = build_messages("Within how many days must agencies designate a Chief AI Officer?", ps, evidence=ev)
+        out.append(build_messages(q, passages, evidence=chosen))
+    return out
+
+
+def llm_child(backend: str, threads: int, max_new: int, prompts_file: Path) -> dict:
+    """One fresh process, one backend, loaded as `rag ask` loads it (`get_generator`); answers every prompt."""
+    import resource
+
+    from rag.answer.generate import get_generator
+
+    prompts = json.loads(prompts_file.read_text())
     t = time.perf_counter()
-    torch_gen = Generator("smollm2", device="cpu", dtype="float32", threads=threads)
-    load_torch = time.perf_counter() - t
-    t = time.perf_counter()
-    llama = LlamaCppGenerator(shipped_gguf(), name="smollm2", threads=threads)
-    load_llama = time.perf_counter() - t
-    runs: dict[str, list] = {"torch": [], "llamacpp": []}
-    cpu: dict[str, list] = {"torch": [], "llamacpp": []}
-    for _ in range(rounds):
-        for name, g in (("torch", torch_gen), ("llamacpp", llama)):
-            c = time.process_time()
-            runs[name].append(g.generate(msgs, max_new))
-            cpu[name].append(time.process_time() - c)
-    res = {}
+    c = time.process_time()
+    gen = get_generator("smollm2", "cpu", "float32" if backend == "torch" else "auto", None, backend, threads)
+    load = {"load_s": round(time.perf_counter() - t, 2), "load_cpu_s": round(time.process_time() - c, 2)}
+    answers = []
+    for msgs in prompts:
+        c = time.process_time()
+        r = gen.generate(msgs, max_new)
+        answers.append(
+            {
+                "first_token_s": round(r.first_token_s, 3),
+                "tokens_per_s": round(r.tokens_per_s, 2),
+                "cpu_s": round(time.process_time() - c, 3),
+                "tokens": r.tokens,
+                "prompt_tokens": r.prompt_tokens,
+                "cached_prompt_tokens": int(r.timings.get("cached_prompt_tokens", 0)),
+                "text": r.text[:200],
+            }
+        )
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    mods = sorted(m for m in ("torch", "llama_cpp") if m in sys.modules)
+    return {
+        **load,
+        "model_file": str(getattr(gen, "gguf", "") or gen.name),
+        "answers": answers,
+        "process_cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+        "modules": mods,
+    }
+
+
+def bench_llm(
+    rounds: int, threads: int, max_new: int, index: Path | None = None, n_prompts: int = 3, torch_passive: bool = False
+) -> dict:
+    """Each backend in its own fresh process per round (two OpenMP runtimes in one process slow each other down),
+    rounds interleaved (llama.cpp first in odd rounds, torch first in even ones), the same prompts for both."""
+    import subprocess
+    import tempfile
+
+    prompts = llm_prompts(index, n_prompts)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(prompts, f)
+    runs: dict[str, list[dict]] = {"torch": [], "llamacpp": []}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if torch_passive:  # torch's OpenMP threads spin too; on a loaded machine that, not the model, sets its speed
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    for r in range(rounds):
+        for backend in ("llamacpp", "torch") if r % 2 == 0 else ("torch", "llamacpp"):
+            cmd = [
+                sys.executable,
+                __file__,
+                "--llm-child",
+                backend,
+                "--threads",
+                str(threads),
+                "--max-new-tokens",
+                str(max_new),
+                "--llm-prompts",
+                f.name,
+            ]
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent)
+            if p.returncode != 0:
+                raise SystemExit(f"{backend} child failed: {p.stderr[-800:]}")
+            runs[backend].append(json.loads(p.stdout.strip().splitlines()[-1]))
+            print(
+                f"  round {r + 1} {backend}: load {runs[backend][-1]['load_s']} s, first tokens "
+                f"{[a['first_token_s'] for a in runs[backend][-1]['answers']]}",
+                flush=True,
+            )
+    Path(f.name).unlink(missing_ok=True)
+    res: dict = {
+        "omp_wait_policy": env.get("OMP_WAIT_POLICY", "default (llama.cpp backend: PASSIVE)"),
+        "prompts": len(prompts),
+        "prompt_tokens": [a["prompt_tokens"] for a in runs["llamacpp"][0]["answers"]],
+        "max_new_tokens": max_new,
+    }
     for name, rs in runs.items():
+        ans = [a for run in rs for a in run["answers"]]
         res[name] = {
-            "tokens_per_s_best": round(max(r.tokens_per_s for r in rs), 1),
-            "tokens_per_s_median": round(statistics.median(r.tokens_per_s for r in rs), 1),
-            "first_token_s_best": round(min(r.first_token_s for r in rs), 3),
-            "first_token_s_median": round(statistics.median(r.first_token_s for r in rs), 3),
-            "cpu_s_per_answer_min": round(min(cpu[name]), 2),
-            "prompt_tokens": rs[0].prompt_tokens,
-            "new_tokens": rs[0].tokens,
-            "text": rs[0].text[:160],
+            "model_file": Path(rs[0]["model_file"]).name,
+            "load_s_median": round(statistics.median(run["load_s"] for run in rs), 2),
+            "load_cpu_s_median": round(statistics.median(run["load_cpu_s"] for run in rs), 2),
+            "tokens_per_s_median": round(statistics.median(a["tokens_per_s"] for a in ans), 1),
+            "tokens_per_s_best": round(max(a["tokens_per_s"] for a in ans), 1),
+            "first_token_s_median": round(statistics.median(a["first_token_s"] for a in ans), 3),
+            "first_token_s_best": round(min(a["first_token_s"] for a in ans), 3),
+            "cpu_s_per_answer_median": round(statistics.median(a["cpu_s"] for a in ans), 2),
+            "new_tokens_median": statistics.median(a["tokens"] for a in ans),
+            "cached_prompt_tokens_median": statistics.median(a["cached_prompt_tokens"] for a in ans),
+            "modules": rs[0]["modules"],
         }
-    res["torch"]["load_s"] = round(load_torch, 2)
-    res["llamacpp"]["load_s"] = round(load_llama, 2)
-    a, b = res["torch"]["text"], res["llamacpp"]["text"]
-    same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    res["same_greedy_prefix_chars"] = same
-    res["speedup_tokens_per_s"] = round(
-        res["llamacpp"]["tokens_per_s_best"] / max(res["torch"]["tokens_per_s_best"], 1e-9), 2
+    t, ll = res["torch"], res["llamacpp"]
+    res["ratio_tokens_per_s_llamacpp_over_torch"] = round(
+        ll["tokens_per_s_median"] / max(t["tokens_per_s_median"], 1e-9), 2
     )
+    res["ratio_first_token_torch_over_llamacpp"] = round(
+        t["first_token_s_median"] / max(ll["first_token_s_median"], 1e-9), 2
+    )
+    res["ratio_cpu_per_answer_torch_over_llamacpp"] = round(
+        t["cpu_s_per_answer_median"] / max(ll["cpu_s_per_answer_median"], 1e-9), 2
+    )
+    shared = []
+    for a, b in zip(runs["torch"][0]["answers"], runs["llamacpp"][0]["answers"], strict=True):
+        x, y = a["text"], b["text"]
+        shared.append(next((i for i, (u, v) in enumerate(zip(x, y, strict=False)) if u != v), min(len(x), len(y))))
+    res["same_greedy_prefix_chars"] = shared
+    res["texts"] = {k: [a["text"][:120] for a in rs[0]["answers"]] for k, rs in runs.items()}
     return res
 
 
@@ -308,8 +416,18 @@ def main() -> None:
     )
     ap.add_argument("--quality-limit", type=int, default=0, help="first N questions only (0 = all)")
     ap.add_argument("--quality-configs", nargs="+", default=["torch", "onnx", "onnx-int8", "onnx + int8 scorer"])
+    ap.add_argument(
+        "--llm-index", type=Path, help="an index folder: LLM prompts from real retrieval (else one built-in)"
+    )
+    ap.add_argument("--llm-prompts-n", type=int, default=3, help="with --llm-index: questions of eval/shipped.jsonl")
+    ap.add_argument("--torch-passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE for both LLM backends")
+    ap.add_argument("--llm-child", choices=["torch", "llamacpp"], help=argparse.SUPPRESS)
+    ap.add_argument("--llm-prompts", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=OUT / "backend.json")
     a = ap.parse_args()
+    if a.llm_child:
+        print(json.dumps(llm_child(a.llm_child, a.threads, a.max_new_tokens, a.llm_prompts)))
+        return
     print(f"# bench_backend on {machine()}; {a.threads} threads, {a.rounds} interleaved rounds")
     out: dict = {"machine": machine(), "threads": a.threads}
     if "embed" not in a.skip:
@@ -319,7 +437,7 @@ def main() -> None:
         out["rerank_20_candidates"] = bench_rerank(a.rounds, a.threads, a.questions)
         print(json.dumps({"rerank_20_candidates": out["rerank_20_candidates"]}, indent=1), flush=True)
     if "llm" not in a.skip:
-        out["llm"] = bench_llm(a.rounds, a.threads, a.max_new_tokens)
+        out["llm"] = bench_llm(a.rounds, a.threads, a.max_new_tokens, a.llm_index, a.llm_prompts_n, a.torch_passive)
         print(json.dumps({"llm": out["llm"]}, indent=1), flush=True)
     if a.quality:
         out["quality"] = bench_quality(a.quality, a.threads, a.quality_limit, a.quality_configs)

@@ -14,8 +14,10 @@ Each (size, stage) runs in a child process so its peak RSS is its own. Stages:
 - kind (flat, hnsw, ivf): FAISS built by `rag.index.build.rebuild_faiss` from the SQLite rows (the real
   build step), written, opened by IndexStore; search p50/p95 through `IndexStore.search` and through the raw
   `faiss.Index.search` (ratio in one run); recall@10 vs exact; then an incremental add of one document
-  and removal of one, the way an incremental `rag index build` does them (copy of the previous
-  generation's SQLite, FAISS add/remove in place, BM25 rebuilt, publish);
+  and removal of one, the way an incremental `rag index build` does them (byte copy of the previous
+  generation's SQLite, FAISS add/remove in place (HNSW rebuilt on removal), BM25 segments linked plus one
+  new segment, identity/relations of the new document, the id check, publish), with its ratio to the
+  full store build;
 - ivfpq: raw FAISS IVF-PQ (not a store kind today) for the memory/recall trade-off.
 """
 
@@ -213,6 +215,12 @@ def doc_row(d: int, tag: str = "") -> dict:
 # -- helpers --------------------------------------------------------------------------------------
 
 
+def cpu_s() -> float:
+    """CPU seconds (user + sys) of this process: unlike wall time, not inflated by other work on the machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -279,24 +287,37 @@ def stage_store(n: int, root: Path) -> dict:
     shutil.rmtree(idx, ignore_errors=True)
     idx.mkdir(parents=True)
     topics = topic_matrix()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     w = GenerationWriter(idx, None)
     index = new_faiss_index("flat", DIM)
-    t_rows = t_vec = 0.0
+    t_rows = t_vec = c_vec = 0.0
     for d in range(n // DOC_CHUNKS):
         if d % 2500 == 0 and d:
             print(
                 f"  store n={n}: {d * DOC_CHUNKS} chunks, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True
             )
-        ta = time.perf_counter()
+        ta, ca = time.perf_counter(), cpu_s()
         vec = vectors(d * DOC_CHUNKS, DOC_CHUNKS, topics)
         ch = chunks_of_doc(d)
         t_vec += time.perf_counter() - ta
+        c_vec += cpu_s() - ca
         tb = time.perf_counter()
         w.add_document(doc_row(d))
         ids = w.add_chunks(ch, vec)
         index.add_with_ids(vec, ids)
         t_rows += time.perf_counter() - tb
+    from rag.index.status import sync as policy_sync
+
+    tpol = time.perf_counter()
+    if not os.environ.get("RAG_BENCH_NO_POLICY"):  # --no-policy: a smaller full build, so a conservative ratio
+        policy_sync(w.db, {})  # identity and relations of every document, as a full build does
+    else:  # placeholder rows, so an incremental build extracts only its new document, as on a real index
+        from rag.index.status import ensure_schema, fingerprint
+
+        ensure_schema(w.db)
+        w.db.executemany("INSERT INTO policy_docs VALUES (?, ?, ?)", [(doc_row(d)["source"], fingerprint(doc_row(d)["sha256"], None), "{}")
+                                                                      for d in range(n // DOC_CHUNKS)])
+    t_policy = time.perf_counter() - tpol
     tp = time.perf_counter()
     orig_bm25 = w._write_bm25
     bm = {}
@@ -310,6 +331,7 @@ def stage_store(n: int, root: Path) -> dict:
     gen = w.publish(index, manifest_for(n, "flat"))
     t_pub = time.perf_counter() - tp
     total = time.perf_counter() - t0 - t_vec
+    cpu_total = cpu_s() - c0 - c_vec  # the synthetic data's own making is not part of the build
     vec_bytes = (
         faiss.vector_to_array(faiss.downcast_index(index.index).codes).nbytes
         if hasattr(faiss.downcast_index(index.index), "codes")
@@ -319,8 +341,10 @@ def stage_store(n: int, root: Path) -> dict:
         "stage": "store",
         "n": n,
         "build_s": round(total, 1),
+        "build_cpu_s": round(cpu_total, 1),
         "rows_s": round(t_rows, 1),
         "bm25_s": round(bm.get("s", 0), 1),
+        "policy_s": round(t_policy, 1),
         "publish_s": round(t_pub, 1),
         "sqlite_mb": round(du_mb(gen / SQLITE), 1),
         "faiss_mb": round(du_mb(gen / "faiss.index"), 1),
@@ -332,18 +356,36 @@ def stage_store(n: int, root: Path) -> dict:
     }
 
 
-def _latency(fn, qs: np.ndarray) -> tuple[float, float]:
+CPU_MS: dict[str, float] = {}  # p50 CPU time of the last _latency run (load-independent, one thread)
+
+
+def _latency(fn, qs) -> tuple[float, float]:
     import faiss
 
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(int(os.environ.get("RAG_BENCH_SEARCH_THREADS", "1")))
-    times = []
+    times, cpu = [], []
     for q in qs:
-        t = time.perf_counter()
-        fn(q[None, :])
+        t, c = time.perf_counter(), time.thread_time()
+        fn(q[None, :] if isinstance(q, np.ndarray) else q)
         times.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
     faiss.omp_set_num_threads(threads)
+    CPU_MS["p50"] = float(np.percentile(cpu, 50) * 1000)
     return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 95) * 1000)
+
+
+def text_queries(n: int, seed: int = 7) -> list[str]:
+    """Lexical questions: a few policy words and, every other time, an identifier (as users ask)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        words = [WORDS[j] for j in rng.integers(0, len(WORDS), 5)]
+        if k % 2:
+            i = int(rng.integers(0, 10_000))
+            words.append(f"{AGENCIES[i % len(AGENCIES)]} M-{20 + i % 6}-{i % 40:02d}")
+        out.append(" ".join(words))
+    return out
 
 
 def _recall(ids: np.ndarray, exact: np.ndarray) -> float:
@@ -353,7 +395,7 @@ def _recall(ids: np.ndarray, exact: np.ndarray) -> float:
 def stage_kind(n: int, kind: str, root: Path, nq: int, incremental: bool) -> dict:
     import faiss
 
-    from rag.index.build import rebuild_faiss
+    from rag.index.faiss_ops import rebuild_faiss
     from rag.index.layout import FAISS_FILE, SQLITE, current_generation
     from rag.index.reader import IndexStore
 
@@ -393,7 +435,15 @@ def stage_kind(n: int, kind: str, root: Path, nq: int, incremental: bool) -> dic
     _, ids = store.search(qs, 10)
     res["recall@10"] = round(_recall(ids, exact), 4)
     res["store_p50_ms"], res["store_p95_ms"] = (round(x, 2) for x in _latency(lambda q: store.search(q, 10), qs))
+    res["store_cpu_p50_ms"] = round(CPU_MS["p50"], 2)
     res["raw_p50_ms"], res["raw_p95_ms"] = (round(x, 2) for x in _latency(lambda q: store.faiss.search(q, 10), qs))
+    res["raw_cpu_p50_ms"] = round(CPU_MS["p50"], 2)
+    if kind == "flat":  # BM25 (segments) on the same generation, top 50 as hybrid retrieval asks
+        t = time.perf_counter()
+        _ = store.bm25
+        res["bm25_load_s"] = round(time.perf_counter() - t, 2)
+        res["bm25_p50_ms"], res["bm25_p95_ms"] = (round(x, 2) for x in _latency(lambda q: store.bm25_search(q, 50), text_queries(nq)))
+        res["bm25_cpu_p50_ms"] = round(CPU_MS["p50"], 2)
     if kind in ("hnsw", "ivf"):  # the recall/speed knob
         sweep = {}
         base = faiss.downcast_index(store.faiss.index)
@@ -468,11 +518,12 @@ def _ivfpq(n: int, qs: np.ndarray, exact: np.ndarray, gen: Path) -> dict:
 
 
 def _incremental(n: int, kind: str, idx: Path) -> dict:
-    """Add one document (40 chunks) and then remove one, as an incremental `rag index build` does."""
+    """Add one document (40 chunks) and then remove one, step by step as an incremental `rag index build`."""
     import faiss
 
-    from rag.index.build import rebuild_faiss
-    from rag.index.layout import FAISS_FILE, current_generation
+    from rag.index.faiss_ops import rebuild_faiss, remove_ids
+    from rag.index.layout import FAISS_FILE, current_generation, faiss_ids
+    from rag.index.status import sync as policy_sync
     from rag.index.writer import GenerationWriter
 
     topics = topic_matrix()
@@ -480,38 +531,53 @@ def _incremental(n: int, kind: str, idx: Path) -> dict:
     for op in ("add", "remove"):
         base = current_generation(idx)
         assert base is not None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_s()
         w = GenerationWriter(idx, base)
         t_copy = time.perf_counter() - t0
         s = settings_for(kind, idx)
+        tf = time.perf_counter()
+        rebuild = kind == "hnsw" and op == "remove"  # HNSW cannot remove (build.py's rule); ivf/flat in place
+        index = None if rebuild else faiss.read_index(str(base / FAISS_FILE))
         if op == "add":
             d = n // DOC_CHUNKS + 1
             ch = chunks_of_doc(d, tag="new")
             vec = vectors(d * DOC_CHUNKS, DOC_CHUNKS, topics)
             w.add_document(doc_row(d, tag="new"))
             ids = w.add_chunks(ch, vec)
-            old = np.zeros(0, np.int64)
+            if index is not None:
+                index.add_with_ids(vec, ids)
         else:
             old = w.delete_documents(["synthetic/doc0000003.txt"])
-        tf = time.perf_counter()
-        rebuild = kind == "ivf" or (kind == "hnsw" and len(old) > 0)  # what Builder.run does
+            if index is not None:
+                remove_ids(index, old)
         if rebuild:
-            index = rebuild_faiss(w, s, DIM)
-        else:
-            index = faiss.read_index(str(base / FAISS_FILE))
-            if len(old):
-                index.remove_ids(old)
-            if op == "add":
-                index.add_with_ids(vec, ids)
+            index = rebuild_faiss(w, s, DIM, kind)
         t_faiss = time.perf_counter() - tf
+        tc = time.perf_counter()  # build.finish_faiss's check and the manifest's document rows
+        assert set(faiss_ids(index).tolist()) == {c for (c,) in w.db.execute("SELECT faiss_id FROM chunks")}
+        policy_sync(w.db, {})
+        w.documents_rows()
+        t_check = time.perf_counter() - tc
         tp = time.perf_counter()
+        bm: dict = {}
+        orig = w._write_bm25
+
+        def timed_bm25(orig=orig, bm=bm) -> None:
+            t = time.perf_counter()
+            orig()
+            bm["s"] = time.perf_counter() - t
+
+        w._write_bm25 = timed_bm25  # type: ignore[method-assign]
         w.publish(index, manifest_for(n, kind))
         t_pub = time.perf_counter() - tp
         out[f"{op}_s"] = round(time.perf_counter() - t0, 2)
+        out[f"{op}_cpu_s"] = round(cpu_s() - c0, 2)
         out[f"{op}_parts"] = {
             "sqlite_copy_s": round(t_copy, 2),
             "faiss_s": round(t_faiss, 2),
             "faiss_rebuilt": rebuild,
+            "check_policy_docs_s": round(t_check, 2),
+            "bm25_s": round(bm.get("s", 0), 2),
             "publish_incl_bm25_s": round(t_pub, 2),
         }
     return out
@@ -600,6 +666,34 @@ def child(args: list[str], log: Path) -> dict:
     return r
 
 
+FLAT_BUDGET_MS = 10.0  # half the issue's 20 ms search goal: the rest is BM25, fusion and the row look-ups
+
+
+def summary(rows: list[dict]) -> dict:
+    """Incremental cost as a share of the full store build, and the measured flat -> IVF crossover:
+    flat's CPU time per query grows linearly with n (it reads every vector), IVF's does not; `auto` should
+    switch where flat would pass FLAT_BUDGET_MS while IVF keeps recall@10 >= 0.95."""
+    out: dict = {"stage": "summary", "ratios": {}}
+    builds = {r["n"]: r for r in rows if r.get("stage") == "store" and "build_s" in r}
+    for r in rows:
+        if r.get("stage") == "kind" and "add_s" in r and r["n"] in builds:
+            b = builds[r["n"]]
+            x = {"add_pct": round(100 * r["add_s"] / b["build_s"], 1), "remove_pct": round(100 * r["remove_s"] / b["build_s"], 1),
+                 "add_pct_vs_build_without_policy": round(100 * r["add_s"] / (b["build_s"] - b.get("policy_s", 0)), 1)}
+            if "add_cpu_s" in r and "build_cpu_s" in b:
+                x["add_cpu_pct"] = round(100 * r["add_cpu_s"] / b["build_cpu_s"], 1)
+                x["remove_cpu_pct"] = round(100 * r["remove_cpu_s"] / b["build_cpu_s"], 1)
+            out["ratios"][f"{r['n']}:{r['kind']}"] = x
+    flat = [(r["n"], r["raw_cpu_p50_ms"]) for r in rows if r.get("kind") == "flat" and "raw_cpu_p50_ms" in r]
+    ivf_ok = [r["n"] for r in rows if r.get("kind") == "ivf" and r.get("recall@10", 0) >= 0.95]
+    if flat:
+        per_chunk = max(ms / n for n, ms in flat)  # the largest measured size dominates: memory-bound, linear
+        out["flat_ms_per_100k"] = round(per_chunk * 100_000, 2)
+        out["crossover_chunks"] = int(round(FLAT_BUDGET_MS / per_chunk, -4))
+        out["ivf_recall_ok_at"] = sorted(ivf_ok)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -621,6 +715,8 @@ def main() -> None:
         action="store_true",
         help="FAISS alone (no SQLite/BM25 store, no incremental): for 1M on 2 cores",
     )
+    ap.add_argument("--no-policy", action="store_true", help="store stage: skip the identity/relations extraction "
+                    "(~35 ms a document; leaves it out of the full build the incremental ratios are taken against)")
     ap.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.stage:
@@ -638,9 +734,12 @@ def main() -> None:
     # answering several users at once would run them.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ["RAG_BENCH_SEARCH_THREADS"] = str(a.search_threads)
+    if a.no_policy:
+        os.environ["RAG_BENCH_NO_POLICY"] = "1"
     a.out.parent.mkdir(parents=True, exist_ok=True)
     log = a.out.with_suffix(".log")
     print(f"# bench_scale on {machine()}; faiss threads {os.environ['OMP_NUM_THREADS']}")
+    everything: list[dict] = []
     for n in a.sizes:
         if a.faiss_only:
             for kind in a.kinds:
@@ -660,8 +759,14 @@ def main() -> None:
             print(json.dumps(r), flush=True)
             with a.out.open("a") as f:
                 f.write(json.dumps({**r, "machine": machine()}) + "\n")
+        everything += rows
         if not a.keep:
             shutil.rmtree(a.root / f"n{n}", ignore_errors=True)
+    if everything:
+        r = summary(everything)
+        print(json.dumps(r), flush=True)
+        with a.out.open("a") as f:
+            f.write(json.dumps({**r, "load": os.getloadavg(), "machine": machine()}) + "\n")
 
 
 if __name__ == "__main__":

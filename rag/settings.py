@@ -76,7 +76,10 @@ class ChunkingSettings(_Group):
 
 
 class FaissSettings(_Group):
-    kind: Literal["flat", "hnsw", "ivf"] = Field("flat", description="FAISS index type: exact flat, HNSW graph, or IVF clusters.")
+    kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
+        "auto", description="FAISS index type: exact flat, HNSW graph, IVF clusters, or auto (flat below auto_ivf_chunks, then IVF).")
+    auto_ivf_chunks: int = Field(100_000, ge=1, description="auto: chunk count from which IVF replaces flat (measured crossover, "
+                                 "benchmarks/RESULTS.md Scale).")
     hnsw_m: int = Field(32, ge=4, description="HNSW: links per node.")
     hnsw_ef_search: int = Field(128, ge=8, description="HNSW: candidates examined per search (recall vs speed).")
     ivf_nlist: int = Field(0, ge=0, description="IVF: clusters; 0 chooses about 4*sqrt(n) at build time.")

@@ -201,6 +201,8 @@ class Answer:
     record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # the system's notes on cited documents revoked/superseded/amended as of the date asked (issue 13)
     status_notes: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
+    # a question comparing two documents or dates, answered side by side: its sides, relations, gaps (issue 13)
+    comparison: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -220,4 +222,5 @@ class Answer:
             "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.timings.items()},
             "record": self.record,
             "status_notes": list(self.status_notes),
+            **({"comparison": self.comparison} if self.comparison else {}),
         }

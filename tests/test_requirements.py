@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer.requirements import counted_thing, counts_thing, missing_answer_kind
+from rag.answer.requirements import counted_thing, counts_thing, missing_answer_kind, named_class, names_thing
 
 GEOTHERMAL = ("(c) By March 15, 2025, the Secretary of the Interior shall, if possible, designate at least five regions composed "
               "of lands or subsurface areas managed by the Department of the Interior as Priority Geothermal Zones (PGZs).")
@@ -85,3 +85,30 @@ def test_an_explicit_date_question_needs_a_calendar_date():
     assert missing_answer_kind("On what date was memo M-24-10 signed?", [relative, signed]) is None
     assert missing_answer_kind("By what date were the sites to be picked?", ["(a) By February 28, 2025, the Secretary shall"]) is None
     assert missing_answer_kind("By when must agencies designate a Chief AI Officer?", [CAIO]) is None  # "when" alone: a period answers
+
+
+EXPORTS = ("The Secretary of Commerce shall establish a program to support the export of full-stack American AI "
+           "technology packages to allies and partner countries.")
+PARTNERS = "The first packages will go to partner countries such as Japan and India, the Department said."
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("Which AI companies' models did NIST's safety institute test before release?", "companies"),
+    ("Which countries were chosen as the first destinations for the packages?", "countries"),
+    ("Which court was the first to adopt the proposed rule?", "court"),
+    ("Which partner countries signed up first?", "countries"),
+    ("Which office housed at NIST was industry's main contact?", None),  # agencies and offices: the who-detector's job
+    ("Which kinds of state AI rules should a federal bill leave alone?", None),
+    ("What pilot did NSM-25 tell DOE to launch?", None),
+])
+def test_the_named_class_a_which_question_asks_for(question, kind):
+    assert named_class(question) == kind
+
+
+def test_a_which_question_needs_an_instance_of_its_class():
+    q = "Which countries were chosen as the first destinations for the packages?"
+    assert missing_answer_kind(q, [EXPORTS]) == "named countries"  # "American", "Secretary of Commerce": no country named
+    assert missing_answer_kind(q, [EXPORTS, PARTNERS]) is None
+    assert names_thing("The rule was first adopted by the Supreme Court of Delaware.", "court", "Which court adopted the rule?")
+    assert not names_thing("The United States will work with partner countries.", "countries", q)  # only the setting
+    assert missing_answer_kind("Which office at NIST is the main contact?", [EXPORTS]) is None  # not checked

@@ -55,7 +55,7 @@ def test_no_pickle_eval_or_unsafe_yaml_in_the_code():
 
 
 def test_index_holds_only_plain_data_formats(built_fixture_index):
-    """Every file of a generation opens with a loader that cannot run code: JSON, SQLite, FAISS, .npy without pickle."""
+    """Every file of a generation opens with a loader that cannot run code: JSON, SQLite, FAISS, .npy/.npz without pickle."""
     import faiss
 
     _, index = built_fixture_index
@@ -68,6 +68,9 @@ def test_index_holds_only_plain_data_formats(built_fixture_index):
             json.loads(f.read_text())
         elif f.suffix == ".npy":
             np.load(f, allow_pickle=False)
+        elif f.suffix == ".npz":  # BM25 segments: every member a plain array, loadable without pickle
+            with np.load(f, allow_pickle=False) as z:
+                assert all(z[k].dtype != object for k in z.files), f"{f.name} holds object arrays"
         elif f.suffix == ".sqlite":
             sqlite3.connect(f"file:{f}?mode=ro", uri=True).execute("SELECT count(*) FROM chunks").fetchone()
         elif f.name == "faiss.index":

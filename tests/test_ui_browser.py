@@ -200,10 +200,6 @@ def test_shipped_example_question_with_its_cited_page(shipped_server, chromium):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="known gap (issue 14 stays open): the follow-up is condensed and retrieves M-24-10 first, "
-                   "but the chunk holding 'Within 60 days ... designate a CAIO' is 4th among M-24-10's passages (3 "
-                   "places of 5), and its sentence scores low ('CAIO', not 'Chief AI Officers'): the answer quotes "
-                   "EO 14110's 'Within 45 days' instead")
 def test_follow_up_uses_the_conversation(shipped_server, chromium):
     from playwright.sync_api import expect
 
@@ -223,6 +219,8 @@ def test_follow_up_uses_the_conversation(shipped_server, chromium):
     m2410 = page.locator("#sources .src.cited[data-source*='M-24-10']")
     expect(m2410.first).to_be_visible()
     assert "60 days" in m2410.first.inner_text()
+    answer = _bot(page).inner_text()  # the answer itself gives M-24-10's deadline, cited, not another order's
+    assert "60 days" in answer and "45 days" not in answer, answer
     page.screenshot(path=str(SHOTS / "chat-follow-up.png"))
     page.close()
 

@@ -120,6 +120,9 @@ class Answerer:
         t0 = time.perf_counter()
         query = condense_query(history, question)
         store = self.retriever.store  # one generation for the whole answer, whatever a build publishes meanwhile
+        side_by_side = self._compare(question, cfg, filters, retrieval_mode, store) if passages is None and query == question else None
+        if side_by_side is not None:
+            return self._noted(side_by_side, store)
         if passages is None:
             passages = self.retriever.search([query], cfg.k, filters or None, mode=retrieval_mode, store=store)[0]
         state = self._prepare(question, query, cfg, passages, time.perf_counter() - t0, filters, retrieval_mode, model,
@@ -138,6 +141,13 @@ class Answerer:
         from rag.index.status import parse_as_of
 
         return with_status_notes(answer, store, parse_as_of(self.settings.retrieval.as_of))
+
+    def _compare(self, question: str, cfg: AnswerConfig, filters: Any, retrieval_mode: str | None, store: Any) -> Answer | None:
+        """A question comparing two documents or dates, answered side by side without the LLM (issue 13); else None."""
+        from rag.answer.side_by_side import compare_answer
+
+        return compare_answer(self, question, cfg, filters, retrieval_mode, store,
+                              lambda: self._record(question, question, cfg, filters, retrieval_mode, store))
 
     def ask_many(
         self,
@@ -168,7 +178,8 @@ class Answerer:
             try:
                 if not q:
                     raise ConfigError("the question is empty")
-                out.append(self._prepare(q, q, cfg, h, t_ret, f, retrieval_mode, model, ev_cache, store=store))
+                out.append(self._compare(q, cfg, f, retrieval_mode, store)
+                           or self._prepare(q, q, cfg, h, t_ret, f, retrieval_mode, model, ev_cache, store=store))
             except Exception as e:  # recorded per question
                 out.append(e)
         pending = [i for i, x in enumerate(out) if isinstance(x, _Pending)]

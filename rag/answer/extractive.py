@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.answer.evidence import Evidence, Unit, passage_units
+from rag.answer.evidence import Evidence, Unit, clean_sentence, not_quotable, passage_units
 from rag.answer.instructions import without_instructions
 from rag.answer.prompts import neutralise_markers
 from rag.answer.qtypes import TYPED, classify, scored_answer_spans
@@ -33,6 +33,7 @@ from rag.types import AnswerSentence, Passage
 Scorer = Callable[[str, Sequence[str]], np.ndarray]
 
 TYPE_BONUS = 0.25  # added to a unit holding a span of the wanted kind (x the span's score, 0..1.5)
+TYPED_WINDOW = 0.2  # a typed question quotes the best unit holding a wanted span if it ranks within this of the best unit
 MIN_LEAD = 0.55  # a weaker span (a capitalised run that may be no name at all) earns no bonus and is not put first
 SUMMARY_POINTS = (3, 6)  # a summary answer quotes this many points (fewer only when the section has fewer)
 SUMMARY_WINDOW = 0.25  # summary points score within this of the section's best point
@@ -71,6 +72,80 @@ def _stems(text: str) -> set[str]:
     return out
 
 
+_ACRONYM = re.compile(r"\b([A-Z][A-Za-z]?[A-Z]{1,5})s?\b")  # CAIO, CAIOs, EDAG, AISI, CAISI, OSTP
+_SKIP = frozenset(["of", "and", "the", "for", "on", "in", "to", "a", "an", "&"])
+NAMED_BONUS = 0.1  # for units of a document the question names (marked by retrieval: Passage.scores["named"])
+CONTEXT_WEIGHT = 0.5  # a question word found only in the unit's heading context counts this much
+
+
+def acronym_expansions(text: str, words: Sequence[str]) -> dict[str, set[str]]:
+    """{acronym of `text`: stems of the run of `words` it abbreviates}: "designate a CAIO" with the
+    words of "Chief AI Officers" -> {"caio": {chief, ai, offic}}.
+
+    A document defines its acronyms once ("Chief AI Officer (CAIO)") and uses them on every page, so
+    the sentence that answers a question asked in full words often holds only the acronym (and the
+    other way round). A capitalised word gives its initial, an all-caps word ("AI") all its letters;
+    small words ("of", "and") may be skipped.
+    """
+    acrs = {m.group(1).upper() for m in _ACRONYM.finditer(text) if sum(c.isupper() for c in m.group(1)) >= 2}
+    out: dict[str, set[str]] = {}
+    if not acrs:
+        return out
+    cores = [w.strip(".,;:()“”\"'’?!") for w in words]
+    for i in range(len(cores)):
+        built, run = "", []
+        for core in cores[i : i + 8]:
+            if not core or not core[0].isalpha():
+                break
+            if core.lower() in _SKIP and built:
+                run.append(core)
+                continue
+            built += core.upper() if core.isupper() else core[0].upper()
+            run.append(core)
+            if built in acrs and len(run) >= 2:
+                out.setdefault(built.lower(), set()).update(_stems(" ".join(run)))
+            if not any(x.startswith(built) for x in acrs):
+                break
+    return out
+
+
+def _heading_before(sents: Sequence[str], unit: Unit) -> int | None:
+    """Index of the heading line just above the unit ("i. Designating Chief AI Officers." above
+    "Within 60 days ..., the head of each agency must designate a CAIO."), if there is one."""
+    i = unit.parts[0] - 1
+    return i if i >= 0 and not_quotable(clean_sentence(sents[i])) == "heading" else None
+
+
+def _context(passage: Passage, sents: Sequence[str], unit: Unit) -> str:
+    """What a reader sees above a unit: its section's own heading and a heading line just before it.
+    A sentence often answers in the words of its heading, not its own."""
+    h = _heading_before(sents, unit)
+    return " ".join([passage.chunk.section.rsplit(" > ", 1)[-1], *([sents[h]] if h is not None else [])])
+
+
+def _read_stems(text: str, question: str, qwords: Sequence[str]) -> set[str]:
+    """The unit's stems with acronyms read in full both ways: the question's words an acronym of the
+    text abbreviates, and the question's acronyms whose words the text spells out."""
+    out = _stems(text)
+    for full in acronym_expansions(text, qwords).values():
+        out |= full
+    for acr in acronym_expansions(question, text.split()):
+        out |= _stems(acr)
+    return out
+
+
+def lexical_match(question: str, text: str, context: str = "") -> float:
+    """Share of the question's content words in the unit (acronyms read in full), plus CONTEXT_WEIGHT
+    for each further one found only in its heading context; at most 1."""
+    qtok = _stems(question)
+    if not qtok:
+        return 0.0
+    qwords = question.split()
+    own = _read_stems(text, question, qwords)
+    around = (_read_stems(context, question, qwords) - own) if context else set()
+    return min(1.0, (len(qtok & own) + CONTEXT_WEIGHT * len(qtok & around)) / len(qtok))
+
+
 def score_candidates(question: str, passages: Sequence[Passage], ev: Evidence, embedder: Any, o: AnswerSettings,
                      scorer: Scorer | None = None, qtype: str | None = None) -> list[Candidate]:
     """Every quotable unit of the passages, scored for the question (unsorted).
@@ -81,33 +156,35 @@ def score_candidates(question: str, passages: Sequence[Passage], ev: Evidence, e
     tried and lost more answers than it won on the shipped questions.
     """
     qtype = qtype or classify(question)
-    units: list[tuple[int, Unit, float, float]] = []  # n, unit, dense, prior
+    units: list[tuple[int, Unit, float, float, str]] = []  # n, unit, dense, prior, heading context
     qvec = embedder.encode([question])[0] if scorer is None else None
     for n, (sents, vecs) in enumerate(zip(ev.sentences, ev.vectors, strict=True), 1):
         if not sents:
             continue
         sims = vecs @ qvec if qvec is not None else np.zeros(len(sents))
         prior = o.extractive_rank_prior * (len(passages) - n) / max(1, len(passages))  # retrieval rank as a small prior
+        if passages[n - 1].scores.get("named"):
+            prior += NAMED_BONUS
         for u in passage_units(sents):
             safe = without_instructions(u.text)  # text planted to steer a model is never quoted as an answer
             if safe is not None:
-                units.append((n, u if safe == u.text else replace(u, text=safe), float(max(sims[i] for i in u.parts)), prior))
+                dense = float(max(sims[i] for i in u.parts))
+                h = _heading_before(sents, u)
+                if h is not None:  # read with its heading: "Designating Chief AI Officers. Within 60 days ..."
+                    dense = max(dense, (dense + float(sims[h])) / 2)
+                units.append((n, u if safe == u.text else replace(u, text=safe), dense, prior, _context(passages[n - 1], sents, u)))
     if not units:
         return []
-    qtok = _stems(question)
     if scorer is not None:
-        raw = np.asarray(scorer(question, [u.text for _, u, _, _ in units]), dtype=float).reshape(-1)
+        raw = np.asarray(scorer(question, [u.text for _, u, _, _, _ in units]), dtype=float).reshape(-1)
         bases = [float(x) for x in raw]
-        scaled = [_sigmoid(x) + prior for x, (_, _, _, prior) in zip(bases, units, strict=True)]
+        scaled = [_sigmoid(x) + prior for x, (_, _, _, prior, _) in zip(bases, units, strict=True)]
     else:
         w = o.extractive_dense_weight
-        bases = []
-        for _, u, dense, prior in units:
-            lex = len(qtok & _stems(u.text)) / len(qtok) if qtok else 0.0
-            bases.append(w * dense + (1 - w) * lex + prior)
+        bases = [w * dense + (1 - w) * lexical_match(question, u.text, ctx) + prior for _, u, dense, prior, ctx in units]
         scaled = list(bases)
     out = []
-    for (n, u, _, _), base, sc in zip(units, bases, scaled, strict=True):
+    for (n, u, _, _, _), base, sc in zip(units, bases, scaled, strict=True):
         lead, bonus = None, 0.0
         if qtype in TYPED:
             spans = scored_answer_spans(u.text, question, qtype)
@@ -208,10 +285,15 @@ def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sent
             sents = [AnswerSentence(text=f"- {_quote(clip(c.unit.text, POINT_WORDS))}", citations=(c.n,), support=c.base, supported=True)
                      for c in chosen]
             return sents, _quotes(chosen, ev), top_base
-    if qtype in TYPED and best.lead is not None:
+    typed = next((c for c in cands if c.lead is not None), None) if qtype in TYPED else None
+    if typed is not None and typed.rank >= best.rank - TYPED_WINDOW:
+        # the best unit holding an answer of the wanted kind, though a unit without one may resemble the
+        # question more ("By when?" is answered by "Within 60 days ...", not by the duties it refers to);
         # at most one more, and only another sentence holding a different answer of the wanted kind
-        others = [c for c in cands[1:] if c.lead is not None and c.lead.lower() != best.lead.lower() and not _overlap(c, best)]
-        chosen = [best, *_pick(others, min(n_sentences, 2) - 1, floor)]
+        best = typed
+        others = [c for c in cands if c is not best and c.lead is not None and c.lead.lower() != (best.lead or "").lower()
+                  and not _overlap(c, best)]
+        chosen = [best, *_pick(others, min(n_sentences, 2) - 1, max(min_score, best.rank - o.extractive_window))]
         sents = [AnswerSentence(text=f"{_lead_text(c.lead or '')}: {_quote(c.unit.text)}", citations=(c.n,), support=c.base,
                                 supported=True) for c in chosen]
         return sents, _quotes(chosen, ev), top_base

@@ -302,7 +302,11 @@ def get_generator(name: str = DEFAULT_LLM, device: str = "auto", dtype: str = "a
     """One loaded model per (name, device, dtype, backend) per process: `Generator` or `LlamaCppGenerator`."""
     if choose_llm_backend(name, device, backend) == "llamacpp":
         from rag.answer.backends_llamacpp import LlamaCppGenerator
+        from rag.answer.prompts import fixed_head
 
         folder, gguf = resolve_llm(name)
-        return LlamaCppGenerator(Path(folder) / str(gguf), name=name, threads=threads)
+        gen = LlamaCppGenerator(Path(folder) / str(gguf), name=name, threads=threads, cache_dir=cache_dir)
+        # the head every answer prompt starts with, evaluated once here: each answer evaluates only its own part
+        gen.load_s += gen.warm(fixed_head())
+        return gen
     return Generator(name, device, dtype, threads=threads, cache_dir=cache_dir)

@@ -237,8 +237,8 @@ def number_spans(sentence: str) -> list[Span]:
         out.append(Span(a, b, sentence[a:b].strip(), "number", weight))
         taken.append((a, b))
     for s in date_spans(sentence):  # "within 60 days" is also a duration
-        if s.weight < 1.0 and not _overlaps((s.start, s.end), [(x.start, x.end) for x in out]):
-            out.append(Span(s.start, s.end, s.text, "number", 0.9))
+        if s.weight < 1.0 and not re.fullmatch(r"(?:19|20)\d{2}", s.text) and not _overlaps((s.start, s.end), [(x.start, x.end) for x in out]):
+            out.append(Span(s.start, s.end, s.text, "number", 0.9))  # a bare year ("until 2036") is no duration nor count
     return sorted(out, key=lambda s: s.start)
 
 

@@ -5,8 +5,9 @@ sites", and "How much money did Congress appropriate?" not by "within 90 days": 
 full of other numbers is exactly what the similarity and the evidence scorer cannot tell apart from an
 answer. So a count question whose counted thing is not a span of time needs a number *of that thing*
 in the passages ("at least five regions ... as Priority Geothermal Zones", "two frontier AI models"),
-and a money question needs an amount of money; when no sentence of the passages has one, the honest
-answer is that the documents do not give it. Pure functions, regexes only, like `qtypes`.
+and a money question needs an amount of money; likewise "which countries / companies / court" needs a
+named country, company or court. When no sentence of the passages has one, the honest answer is that
+the documents do not give it. Pure functions, regexes only, like `qtypes`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from rag.answer.qtypes import MONTHS, classify, date_spans, number_spans
+from rag.answer.qtypes import MONTHS, agent_spans, classify, date_spans, number_spans
 from rag.text.lexical import lexical_tokens
 
 UNIT_WINDOW = 20  # words after a number within which the counted thing must be named
@@ -106,12 +107,86 @@ def has_calendar_date(sentence: str) -> bool:
     return any(s.weight == 1.0 and _CALENDAR.search(s.text) for s in date_spans(sentence))
 
 
+# Kinds of thing whose instances are proper names ("Which countries ...?" -> Japan, India; "which court" ->
+# the Supreme Court). Agencies, offices and roles are not here: near-topic passages always name some, and
+# the who-detector ranks them; documents, programs and provisions are not either (their names are spans
+# the question often already holds).
+_NAMED_CLASS = frozenset(
+    [
+        "country", "countries", "nation", "nations", "city", "cities", "company", "companies", "firm", "firms",
+        "developer", "developers", "vendor", "vendors", "provider", "providers", "lab", "labs", "laboratory",
+        "laboratories", "university", "universities", "college", "colleges", "court", "courts", "judge", "judges",
+        "tribe", "tribes", "ally", "allies", "partner", "partners", "territory", "territories", "manufacturer",
+        "manufacturers", "contractor", "contractors", "school", "schools", "hospital", "hospitals", "bank", "banks",
+        "states",  # not "state": mostly "state law"
+    ]
+)
+_WHICH_HEAD = re.compile(r"\b(?:which|what)\s+((?:[A-Za-z][\w’'.-]*\s+){0,4})", re.I)
+# names that are the setting of almost any sentence here, not an instance of a class the question asks for
+_SETTING = frozenset(["united", "state", "america", "american", "u.s", "us", "federal", "government", "national", "ai", "nation"])
+
+
+def named_class(question: str) -> str | None:
+    """The kind of named thing a "which X" question asks for, when its instances are proper names
+    ("Which AI companies' models ...?" -> "companies", "Which court was ...?" -> "court"); else None."""
+    for m in _WHICH_HEAD.finditer(question):
+        words = []
+        for w in m.group(1).split():
+            if _AUX.match(w):
+                break
+            words.append(w.strip("’'.,"))
+        found = [w.lower() for w in words if w.lower() in _NAMED_CLASS and not w.isupper()]
+        if found:
+            return found[-1]  # "which partner countries" asks for countries
+    return None
+
+
+def _singular(word: str) -> str:
+    toks = lexical_tokens(word)
+    return toks[0] if toks else ""
+
+
+# what stands between a class word and a name that is one of its instances: "countries such as Japan",
+# "companies, including OpenAI", "courts (the Delaware Supreme Court)"; "Japan and other countries"
+_CUE_AFTER = re.compile(r"^[\s,]*(?:[\w’'-]+[\s,]+){0,3}?(?:such as|including|like|namely|e\.g\.,?|i\.e\.,?|:|\(|—|–)\s*(?:the\s+)?$", re.I)
+_CUE_BEFORE = re.compile(r"^[\s,]*(?:(?:and|or|among|plus|as well as)\s+)?(?:(?:other|another|fellow|the)\s+)?(?:[A-Za-z-]+\s+)?$", re.I)
+
+
+def names_thing(sentence: str, thing: str, question: str = "") -> bool:
+    """Does the sentence name an instance of `thing`: a capitalised name (not one the question already
+    holds, nor only the setting: "United States", "Federal Government") that contains the class word
+    ("Supreme Court"), or that is no agency, office, role or acronym and is introduced as one ("partner
+    countries such as Japan", "OpenAI and other companies")?"""
+    cls = _singular(thing)
+    if not cls:
+        return False
+    qtoks = set(lexical_tokens(question))
+    mentions = [m for m in re.finditer(r"[\w’'-]+", sentence) if _singular(m.group(0)) == cls]
+    for sp in agent_spans(sentence):
+        toks = set(lexical_tokens(sp.text))
+        if not toks or toks <= qtoks | _SETTING or sp.text.lower() in question.lower():
+            continue
+        if cls in toks:
+            return True
+        if sp.weight >= 0.6:
+            continue  # an agency, office or role ("Secretary of State", "EDAG") is no country, company or court
+        for m in mentions:
+            if m.end() <= sp.start and _CUE_AFTER.match(sentence[m.end() : sp.start]):
+                return True
+            if sp.end <= m.start() and _CUE_BEFORE.match(sentence[sp.end : m.start()]):
+                return True
+    return False
+
+
 def missing_answer_kind(question: str, sentences: Iterable[str]) -> str | None:
     """What the question needs that no sentence holds ("number of acres", "amount of money", "calendar
-    date" for an explicit "on what date" question), or None. "When" alone is not checked: "within 60
-    days of this memorandum" answers "by when must agencies ...?"."""
+    date" for an explicit "on what date" question, "named countries" for "which countries"), or None.
+    "When" alone is not checked: "within 60 days of this memorandum" answers "by when must agencies ...?"."""
     qtype = classify(question)
     sentences = list(sentences)
+    thing = named_class(question) if qtype not in ("how_many", "when", "summary", "yesno") else None
+    if thing and not any(names_thing(s, thing, question) for s in sentences):
+        return f"named {thing}"
     if qtype == "when" and _DATE_Q.search(question):
         return None if any(has_calendar_date(s) for s in sentences) else "calendar date"
     if qtype != "how_many":

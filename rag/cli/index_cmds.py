@@ -29,7 +29,7 @@ def index_build(
     index: IndexOpt = None,
     full: Annotated[bool, typer.Option("--full", help="Rebuild from scratch.")] = False,
     embedding_model: Annotated[str | None, typer.Option("--embedding-model", help="HF id or local folder.")] = None,
-    faiss_index: Annotated[str | None, typer.Option("--faiss", help="flat | hnsw | ivf")] = None,
+    faiss_index: Annotated[str | None, typer.Option("--faiss", help="auto | flat | hnsw | ivf")] = None,
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     workers: WorkersOpt = None,

@@ -13,6 +13,11 @@ def err_console() -> Any:
     return Console(stderr=True, highlight=False)
 
 
+def note(text: str) -> None:
+    """A plain line on stderr (legends, timings): no rich import on the search/ask path (0.02-0.05 CPU s of a cold command)."""
+    typer.echo(text, err=True)
+
+
 class RichReporter:
     """Progress bars for a build: files, then chunks embedded."""
 
@@ -92,7 +97,7 @@ def print_hits(hits: list[Any]) -> None:
         typer.echo(f"[{p.rank}] {c.label}  ({_scores(p)})")
         typer.echo(f"    {c.source}{_doc_tag(p)}")
         typer.echo(f"    {snippet}\n")
-    err_console().print(f"[n] is the retrieval rank; {SCORE_LEGEND}", markup=False, soft_wrap=True)
+    note(f"[n] is the retrieval rank; {SCORE_LEGEND}")
 
 
 def flag_unsupported(text: str, sentences: Any) -> tuple[str, list[str]]:
@@ -130,7 +135,7 @@ def print_answer(ans: Any) -> None:
         for p in by_display_score(ans.passages)[:3]:
             typer.echo(f"  - {p.chunk.label} ({_scores(p, 2)})")
             typer.echo(f"    {p.chunk.source}{_doc_tag(p)}")
-        err_console().print(SCORE_LEGEND, markup=False, soft_wrap=True)
+        note(SCORE_LEGEND)
         return
     typer.echo("Sources:")
     for c in ans.citations:
@@ -141,12 +146,12 @@ def print_answer(ans: Any) -> None:
         quote = " ".join(c.quote.split())
         typer.echo(f"      “{quote[:400]}{'…' if len(quote) > 400 else ''}”")
     if ans.citations:
-        err_console().print(SUPPORT_LEGEND, markup=False, soft_wrap=True)
+        note(SUPPORT_LEGEND)
     t = ans.timings
     line = f"retrieval {t.get('retrieve_s', 0):.2f} s"
     if "generate_s" in t:
         line += f", first token {t['first_token_s']:.1f} s, {t.get('tokens', 0)} tokens at {t.get('tokens_per_s', 0):.1f}/s"
-    err_console().print(line, markup=False)
+    note(line)
 
 
 def print_status(info: dict[str, Any]) -> None:

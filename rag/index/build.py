@@ -21,6 +21,7 @@ import numpy as np
 from rag.errors import IndexCorruptError, IngestError, RagError
 from rag.faults import checkpoint
 from rag.index.chunk import ChunkConfig, chunk_document, chunk_signature
+from rag.index.faiss_ops import needs_retrain, rebuild_faiss, remove_ids, resolve_kind
 from rag.index.layout import SQLITE, build_lock, current_generation, faiss_ids, new_faiss_index, prune_generations
 from rag.index.manifest import DocumentEntry, EmbeddingInfo, Manifest
 from rag.index.plan import FileState, Plan, plan_corpus
@@ -93,6 +94,8 @@ class _Build:
     full: bool
     result: BuildResult = field(default_factory=BuildResult)
     previous: tuple[Path, Manifest] | None = None  # --full: the generation a failed file's rows are kept from
+    kind: str = "flat"  # the FAISS kind this build writes (faiss.kind, `auto` resolved by the chunk count)
+    trained_n: int = 0  # IVF: the chunk count its clusters were trained for
     t0: float = field(default_factory=time.perf_counter)
 
     @property
@@ -111,7 +114,9 @@ class _Build:
             self.check_base(manifest)
         elif self.full:
             self.previous = self.keepable_generation()
-        kind_changed = manifest is not None and manifest.faiss_kind != self.settings.faiss.kind
+        self.kind = resolve_kind(self.settings, manifest.n_chunks if manifest else 0, manifest.faiss_kind if manifest else None)
+        kind_changed = manifest is not None and manifest.faiss_kind != self.kind
+        self.trained_n = int(manifest.faiss.get("ivf_trained_n", 0)) if manifest is not None and not kind_changed else 0
         if manifest is not None and not (plan.changed or kind_changed):
             if policy_stale(current_generation(self.index_dir), plan.metadata):
                 return self.sync_policy(manifest, plan)
@@ -126,11 +131,12 @@ class _Build:
         checkpoint("build.writer_ready")
         try:
             old_ids, cache = self.delete(writer, plan)
-            # flat/hnsw indexes are updated in place when possible; ivf (and a kind change) rebuilds from the rows
-            f = self.settings.faiss.kind
-            rebuild = base is None or f == "ivf" or kind_changed or (f == "hnsw" and (len(old_ids) > 0 or bool(plan.update)))
+            # updated in place when possible (faiss_ops); a kind change, or a removal from HNSW, rebuilds from the rows
+            f = self.kind
+            rebuild = (base is None or kind_changed or (f == "hnsw" and (len(old_ids) > 0 or bool(plan.update)))
+                       or (f == "ivf" and not self.trained_n))  # an IVF of unknown (older version) or no training
             index = None if rebuild else self.base_faiss(base, old_ids)  # type: ignore[arg-type]
-            sink = _Sink(writer, emb, cache, self.result, self.rep, base is not None, index, rebuild, self.settings)
+            sink = _Sink(writer, emb, cache, self.result, self.rep, base is not None, index, rebuild, self.settings, self.kind)
             cfg = chunk_config_for(self.settings, emb.max_seq_length, emb.special_tokens)
             self.rep.start(len(plan.add) + len(plan.update))
             for item in self.load_and_chunk(plan, cfg, emb.token_spans(), cache, writer, sink.fresh):
@@ -240,8 +246,7 @@ class _Build:
         import faiss
 
         index = faiss.read_index(str(base / "faiss.index"))
-        if len(old_ids):
-            index.remove_ids(old_ids)
+        remove_ids(index, old_ids)
         return index
 
     def load_and_chunk(self, plan: Plan, cfg: ChunkConfig, tokenize: Any, cache: dict[str, np.ndarray],
@@ -321,14 +326,15 @@ class _Build:
 
     def finish_faiss(self, writer: GenerationWriter, sink: _Sink, dim: int) -> Any:
         """The FAISS index of the new generation, checked against the rows before anything is published."""
-        f = self.settings.faiss
-        if sink.rebuild:
-            self.rep.stage(f"building {f.kind} FAISS index")
-            index = rebuild_faiss(writer, self.settings, dim)
+        n_chunks = writer.count_chunks()
+        final = resolve_kind(self.settings, n_chunks, self.kind)  # `auto` crossing its threshold in this build
+        if sink.rebuild or final != self.kind or needs_retrain(final, n_chunks, self.trained_n):
+            self.kind, self.trained_n = final, n_chunks if final == "ivf" else 0
+            self.rep.stage(f"building {final} FAISS index")
+            index = rebuild_faiss(writer, self.settings, dim, final)
             checkpoint("build.faiss_rebuilt")
         else:
-            index = sink.index if sink.index is not None else new_faiss_index(f.kind, dim, hnsw_m=f.hnsw_m)
-        n_chunks = writer.count_chunks()
+            index = sink.index if sink.index is not None else new_faiss_index(final, dim, hnsw_m=self.settings.faiss.hnsw_m)
         if index.ntotal != n_chunks or (
             n_chunks and set(faiss_ids(index).tolist()) != {c for (c,) in writer.db.execute("SELECT faiss_id FROM chunks")}
         ):
@@ -356,7 +362,7 @@ class _Build:
             build_seconds=round(r.seconds, 3),
             embedding=EmbeddingInfo(model=self.settings.embedding.model, dimension=emb.dimension, max_seq_length=emb.max_seq_length),
             chunking=chunk_signature(self.settings.chunking),
-            faiss={"type": f.kind, "hnsw_m": f.hnsw_m},
+            faiss={"type": self.kind, "hnsw_m": f.hnsw_m, **({"ivf_trained_n": self.trained_n} if self.kind == "ivf" else {})},
             corpus=str(self.corpus.resolve()),
             documents=entries,
             counts={"documents": len(docs), "chunks": r.chunks_total},
@@ -378,13 +384,14 @@ class _Sink:
     index: Any
     rebuild: bool
     settings: Settings
+    kind: str
     pending: list[Chunk] = field(default_factory=list)
     fresh: set[str] = field(default_factory=set)  # embedded by the Ray engine for this build
 
     def drop(self, ids: np.ndarray) -> None:
         """FAISS entries of a replaced document leave the in-place index (a rebuild reads the rows instead)."""
         if len(ids) and not self.rebuild and self.index is not None:
-            self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+            remove_ids(self.index, ids)
 
     def flush(self) -> None:
         if not self.pending:
@@ -412,8 +419,7 @@ class _Sink:
         checkpoint("build.chunks_written")
         if not self.rebuild:
             if self.index is None:
-                f = self.settings.faiss
-                self.index = new_faiss_index(f.kind, self.emb.dimension, hnsw_m=f.hnsw_m)
+                self.index = new_faiss_index(self.kind, self.emb.dimension, hnsw_m=self.settings.faiss.hnsw_m)
             self.index.add_with_ids(vecs, ids)
         self.pending.clear()
 
@@ -422,20 +428,3 @@ def document_fields(doc: Document) -> dict[str, Any]:
     """A loaded document's row in the documents table (size and mtime come from the plan)."""
     return {"source": doc.source, "doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "source_url": doc.source_url,
             "file_type": doc.file_type, "pages": doc.page_count, "has_pages": int(doc.has_pages), "sha256": doc.sha256}
-
-
-def rebuild_faiss(writer: GenerationWriter, settings: Settings, dim: int) -> Any:
-    f = settings.faiss
-    n = writer.count_chunks()
-    index = new_faiss_index(f.kind, dim, hnsw_m=f.hnsw_m, nlist=f.ivf_nlist, n_hint=n)
-    if f.kind == "ivf" and n:
-        import faiss
-
-        ivf = faiss.downcast_index(index.index)
-        sample = np.concatenate([v for _, v in writer.iter_vectors()])  # IVF trains on the vectors
-        if len(sample) > 100_000:
-            sample = sample[np.random.default_rng(0).choice(len(sample), 100_000, replace=False)]
-        ivf.train(sample)
-    for ids, vecs in writer.iter_vectors():
-        index.add_with_ids(vecs, ids)
-    return index

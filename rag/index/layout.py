@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source, ordinal);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(text_hash);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 """
 
 CHUNK_COLS = "c.faiss_id, c.chunk_id, c.doc_id, c.source, c.ordinal, c.text, c.char_start, c.char_end, c.page, c.page_end, c.section, c.n_tokens, c.embed_text, d.title, d.date"

@@ -124,18 +124,19 @@ def faiss_reason(e: BaseException) -> str:
 
 
 def bm25_problems(gen: Path, ids_s: set[int]) -> list[str]:
-    """The BM25 index loads, has one row per chunk, and its id list names the SQLite rows."""
-    import bm25s
+    """The BM25 index loads, has one live row per chunk, and its id list names the SQLite rows."""
+    from rag.index.bm25 import SegmentedBM25, load_lexical
 
     try:
-        model = bm25s.BM25.load(str(gen / BM25_DIR), allow_pickle=False, show_progress=False)
+        model = load_lexical(gen / BM25_DIR)
         ids = np.load(gen / BM25_IDS, allow_pickle=False)
     except Exception as e:
         return [f"BM25 index cannot be loaded: {' '.join(str(e).split())[:200]}"]
     problems = []
-    n_docs = int(model.scores.get("num_docs", -1)) if isinstance(getattr(model, "scores", None), dict) else -1
-    if len(ids) and n_docs != len(ids):
-        problems.append(f"BM25 index holds {n_docs} rows, its id list {len(ids)}")
+    if len(ids) and model.n_docs != len(ids):
+        problems.append(f"BM25 index holds {model.n_docs} rows, its id list {len(ids)}")
+    if isinstance(model, SegmentedBM25) and not np.array_equal(model.ids(), ids):
+        problems.append(f"BM25 segments and {BM25_IDS} list different chunks")
     bm_ids = set(ids.tolist())
     if bm_ids != ids_s:
         problems.append(f"BM25 rows and SQLite rows differ ({len(bm_ids ^ ids_s)} ids)")
@@ -196,10 +197,10 @@ class IndexStore:
     def bm25(self) -> tuple[Any, np.ndarray]:
         """(bm25s model, FAISS id of each BM25 row), loaded on first use."""
         if getattr(self, "_bm25", None) is None:
-            import bm25s
+            from rag.index.bm25 import load_lexical
 
             try:
-                model = bm25s.BM25.load(str(self.generation / BM25_DIR), allow_pickle=False, show_progress=False)
+                model = load_lexical(self.generation / BM25_DIR)
                 ids = np.load(self.generation / BM25_IDS, allow_pickle=False)
             except Exception as e:
                 raise IndexCorruptError(f"cannot open BM25 index in {self.generation}: {e}; run `rag index build --full`") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -39,13 +40,11 @@ class GenerationWriter:
         self.index_dir = index_dir  # tmp-* left by a killed build go in prune_generations after publishing
         self.tmp = index_dir / f"tmp-{os.getpid()}-{int(time.time() * 1000)}"
         self.tmp.mkdir(parents=True)
-        if base is not None:
-            src = sqlite3.connect(f"file:{base / SQLITE}?mode=ro", uri=True)
-            dst = sqlite3.connect(self.tmp / SQLITE)
-            with dst:
-                src.backup(dst)
-            src.close()
-            dst.close()
+        self.base = base
+        self.gone: set[int] = set()  # FAISS ids deleted in this build (their BM25 rows die)
+        self.new: set[int] = set()  # FAISS ids added in this build (a new BM25 segment)
+        if base is not None:  # a published generation is never written again: a byte copy is a consistent one
+            clone_file(base / SQLITE, self.tmp / SQLITE)
         self.db = sqlite3.connect(self.tmp / SQLITE)
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
@@ -76,14 +75,11 @@ class GenerationWriter:
         for i in range(0, len(sources), 500):
             part = list(sources[i : i + 500])
             marks = ",".join("?" * len(part))
-            removed += [
-                r[0]
-                for r in self.db.execute(
-                    f"SELECT faiss_id FROM chunks WHERE source IN ({marks})", part
-                )
-            ]
+            removed += [r[0] for r in self.db.execute(f"SELECT faiss_id FROM chunks WHERE source IN ({marks})", part)]
             self.db.execute(f"DELETE FROM chunks WHERE source IN ({marks})", part)
             self.db.execute(f"DELETE FROM documents WHERE source IN ({marks})", part)
+        self.gone.update(removed)
+        self.new.difference_update(removed)
         return np.array(removed, dtype=np.int64)
 
     def has_document(self, source: str) -> bool:
@@ -128,6 +124,7 @@ class GenerationWriter:
             if not alias:
                 self.db.execute(f"INSERT INTO chunks ({chunk_cols}) SELECT {chunk_cols} FROM other.chunks WHERE source = ?",
                                 (source,))
+                self.new.update(r[0] for r in self.db.execute("SELECT faiss_id FROM other.chunks WHERE source = ?", (source,)))
             return True
         finally:
             self.db.commit()
@@ -166,6 +163,7 @@ class GenerationWriter:
                 for fid, c, v in zip(ids, chunks, vectors, strict=True)
             ],
         )
+        self.new.update(ids.tolist())
         return ids
 
     def iter_vectors(self, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -226,6 +224,7 @@ class GenerationWriter:
             fsync_file(self.tmp / name)
         for f in (self.tmp / BM25_DIR).iterdir():
             fsync_file(f)
+        fsync_dir(self.tmp / BM25_DIR)  # its entries: new segments and links to the base's
         fsync_dir(self.tmp)
         checkpoint("publish.fsynced")
         try:
@@ -248,24 +247,25 @@ class GenerationWriter:
         return final
 
     def _write_bm25(self) -> None:
-        """BM25 over every chunk (title, section and text), rebuilt per generation: a few seconds at 14k chunks."""
-        import bm25s
+        """BM25 of the new generation: the base's segments linked, a segment for the new chunks (rag.index.bm25)."""
+        from rag.index.bm25 import write_lexical
 
-        from rag.text.lexical import lexical_tokens
-
-        ids, docs = [], []
-        for fid, text in self.db.execute("SELECT faiss_id, embed_text FROM chunks ORDER BY faiss_id"):
-            ids.append(fid)
-            docs.append(lexical_tokens(text) or ["∅"])
-        bm = bm25s.BM25()
-        if docs:
-            bm.index(docs, show_progress=False)
-        else:
-            bm.index([["∅"]], show_progress=False)
-        bm.save(str(self.tmp / BM25_DIR), show_progress=False)
-        np.save(self.tmp / BM25_IDS, np.array(ids, dtype=np.int64), allow_pickle=False)
+        base_dir = None if self.base is None else self.base / BM25_DIR
+        ids = write_lexical(self.tmp / BM25_DIR, self.db, base_dir, self.gone, self.new)
+        np.save(self.tmp / BM25_IDS, ids, allow_pickle=False)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self.db.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def clone_file(src: Path, dst: Path) -> None:
+    """Copy a file: a reflink where the filesystem shares blocks (btrfs, xfs), else an in-kernel copy."""
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        try:
+            fcntl.ioctl(fo.fileno(), 0x40049409, fi.fileno())  # FICLONE
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)

@@ -66,6 +66,7 @@ _STOP = {
     "leadership",
     "government",
 }
+IDENTIFIER_SCORE = 10.0  # a document named by an identifier of its own ("M-24-10", "EO 14110")
 _ALIASES = {
     "rmf": "risk management framework",
     "nsm": "national security memorandum",
@@ -96,7 +97,7 @@ def named_documents(
     for ident in identifiers_in(question) + identifiers_in(re.sub(r"\beo\s*(1\d{4})", r"EO \1", q)):
         src = by_identifier.get(ident) or next((s for s, d in docs.items() if ident in d.get("identifiers", [])), None)
         if src:
-            out[src] = max(out.get(src, 0.0), 10.0)
+            out[src] = max(out.get(src, 0.0), IDENTIFIER_SCORE)
     by_id = sorted(out.items(), key=lambda x: -x[1])
     out = {}
     months = [(MONTHS[m.group(1)], m.group(2)) for m in re.finditer(r"\b(" + "|".join(MONTHS) + r")\s+(\d{4})\b", q)]
@@ -135,6 +136,17 @@ def named_documents(
     return (by_id + ranked)[:3]
 
 
+def named_places(k: int, named: list[tuple[str, float]]) -> int:
+    """How many of k places a question's named documents take first: all but one when it names a
+    single document by its identifier ("under OMB memo M-24-10 ...": the answer is in that document,
+    often several passages down), else half (a name guessed from title words or a date may be wrong,
+    and a question naming two documents needs room for both). The last place stays open for another
+    document: a question may name one document and ask about what it points to."""
+    if len(named) == 1 and named[0][1] >= IDENTIFIER_SCORE:
+        return max(1, k - 1)
+    return max(1, (k + 1) // 2)
+
+
 def policy_search(retriever: Any, queries: list[str], k: int, filters: Any, **kw: Any) -> list[list[Any]]:
     """Retriever.search with the policy rules: with `retrieval.as_of`, only documents in force that day
     (and issued by then; `include_revoked` keeps revoked ones), except documents the question names,
@@ -147,10 +159,8 @@ def policy_search(retriever: Any, queries: list[str], k: int, filters: Any, **kw
     store = kw.get("store") or retriever.store
     view = store.policy
     as_of = parse_as_of(s.as_of)
-    named = [
-        [src for src, _ in named_documents(q, view.docs, view.by_identifier)] if s.prefer_named and view.docs else []
-        for q in queries
-    ]
+    found = [named_documents(q, view.docs, view.by_identifier) if s.prefer_named and view.docs else [] for q in queries]
+    named = [[src for src, _ in f] for f in found]
     per_query = list(filters) if isinstance(filters, list) else [filters] * len(queries)
     user = list(per_query)  # a user's own source filter is obeyed as given (no as-of, no named documents)
     if as_of and view.docs:
@@ -165,12 +175,14 @@ def policy_search(retriever: Any, queries: list[str], k: int, filters: Any, **kw
         ]
     base = retriever.search(queries, k, per_query, use_policy=False, **kw)
     out = []
-    for q, hits, n, f in zip(queries, base, named, user, strict=True):
+    for q, hits, n, f, scored in zip(queries, base, named, user, found, strict=True):
         if n and not (f and "source" in f):
             own = retriever.search([q], k, [{**(f or {}), "source": n}], use_policy=False, **kw)[0]
-            first = own[: max(1, (k + 1) // 2)]
+            first = own[: named_places(k, scored)]
             seen = {p.chunk.chunk_id for p in first}
             rest = [p for p in hits + own if p.chunk.chunk_id not in seen and not seen.add(p.chunk.chunk_id)]  # type: ignore[func-returns-value]
-            hits = [replace(p, rank=i + 1) for i, p in enumerate((first + rest)[:k])]
+            # marked for the answer stage: a sentence of the document the question names is preferred there too
+            hits = [replace(p, rank=i + 1, scores={**p.scores, "named": 1.0} if p.chunk.source in n else p.scores)
+                    for i, p in enumerate((first + rest)[:k])]
         out.append(hits)
     return out

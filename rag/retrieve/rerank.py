@@ -10,6 +10,7 @@ folder can replace it (`retrieval.reranker`).
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ModelLoadError
+from rag.text.lexical import lexical_tokens
 from rag.text.sentences import split_sentences
 from rag.types import Passage
 
@@ -70,15 +72,19 @@ class Reranker:
 
     `scorer.json` beside the weights (written by `rag train scorer`) holds a Platt calibration
     (probability = sigmoid(a * logit + b)); other models get sigmoid(logit).
+    With `window=True` a passage longer than the reader's window is read as its best-matching run of
+    whole sentences (`fit`) rather than cut after `max_length` word pieces: the option for a shorter,
+    faster `max_length` (held-out quality in benchmarks/RESULTS.md; off by default, as measured there).
     """
 
     def __init__(self, name: str, device: str | None = None, max_length: int = 256, batch_size: int = 32,
-                 quantize: bool = False, backend: str = "auto", cache_dir: Path | None = None) -> None:
+                 quantize: bool = False, backend: str = "auto", cache_dir: Path | None = None, window: bool = False) -> None:
         self.name = resolve_reranker(name)
         self.device = device or "cpu"
         self.max_length = max_length
         self.batch_size = batch_size
         self.quantize = quantize
+        self.window = window
         self.backend = choose_rerank_backend(self.name, self.device, backend)
         self._auto = backend == "auto"  # may fall back to torch if the export fails
         self.cache_dir = cache_dir
@@ -144,6 +150,8 @@ class Reranker:
         self._load()
         # a question longer than the reader's window would fail truncation ("only_second"): it reads the start
         query = " ".join(query.split()[: max(8, self.max_length // 3)])
+        if self.window:
+            texts = self.fit(query, texts)
         if self._onnx is not None:
             return self._onnx.encode(list(texts), self.batch_size, pairs_with=query).astype(np.float32)
         import torch
@@ -156,6 +164,52 @@ class Reranker:
                                 padding=True, return_tensors="pt").to(self.device if not self.quantize else "cpu")
                 out.append(self._model(**enc).logits[:, 0].float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
+
+    def _count(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces of each text, special tokens not counted."""
+        if self._onnx is not None:
+            return [len(e.ids) for e in self._onnx.plain.encode_batch(list(texts), add_special_tokens=False)]
+        return [len(ids) for ids in self._tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def fit(self, query: str, texts: Sequence[str]) -> list[str]:
+        """Each text that would overflow the reader's window cut to the run of whole sentences that fits and
+        holds the most of the question's words (weighted by how rare each is among these texts); others as given.
+
+        Why: truncation reads only a long passage's start, so a shorter (faster) `max_length` would miss
+        an answer near its end; the run is chosen lexically, which costs microseconds, not a model pass.
+        No question word anywhere: the start, as truncation would read.
+        """
+        self._load()
+        budget = self.max_length - self._count([query])[0] - 3  # [CLS] question [SEP] passage [SEP]
+        lens = self._count(texts)
+        long = [i for i, n in enumerate(lens) if n > budget]
+        if not long or budget < 8:
+            return list(texts)
+        qterms = set(lexical_tokens(query))
+        terms = [set(lexical_tokens(t)) for t in texts]
+        idf = {w: math.log((len(texts) + 1) / (0.5 + sum(w in ts for ts in terms))) for w in qterms}
+        out = list(texts)
+        spans = {i: split_sentences(texts[i], 0, len(texts[i])) for i in long}
+        flat = [texts[i][a:b] for i in long for a, b in spans[i]]
+        sizes = iter(self._count(flat))
+        for i in long:
+            sp = spans[i]
+            n = [next(sizes) for _ in sp]
+            if len(sp) < 2:
+                continue
+            words = [set(lexical_tokens(texts[i][a:b])) & qterms for a, b in sp]
+            best, best_score = (0, 1), -1.0
+            for a in range(len(sp)):
+                b, used = a + 1, n[a]
+                while b < len(sp) and used + n[b] <= budget:
+                    used += n[b]
+                    b += 1
+                score = sum(idf[w] for w in set().union(*words[a:b]))
+                if score > best_score + 1e-9:
+                    best, best_score = (a, b), score
+            if best != (0, len(sp)):
+                out[i] = texts[i][sp[best[0]][0] : sp[best[1] - 1][1]]
+        return out
 
     def probability(self, logits: np.ndarray | float) -> np.ndarray:
         """Calibrated probability that a text holds the answer."""
