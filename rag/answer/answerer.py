@@ -228,8 +228,13 @@ class Answerer:
             passages, record["evidence"]["second_look"] = wider, True
             ev = Evidence(passages, self.embedder, cache=evidence_cache, dense_weight=cfg.opts.support_dense_weight)
         qtype = classify(question)  # the follow-up says what kind of answer it wants, the condensed query what about
-        ext_sents, ext_quotes, ext_best = extractive(query, passages, self.embedder, evidence=ev, opts=cfg.opts,
+        pool = self._pool(query, cfg, passages, filters, retrieval_mode, store) if cfg.mode == "extractive" else list(passages)
+        ev_pool = ev if len(pool) == len(passages) else Evidence(pool, self.embedder, cache=evidence_cache,
+                                                                 dense_weight=cfg.opts.support_dense_weight)
+        ext_sents, ext_quotes, ext_best = extractive(query, pool, self.embedder, evidence=ev_pool, opts=cfg.opts,
                                                      qtype=qtype if query != question and qtype in TYPED else None)
+        if len(pool) > len(passages):
+            passages, ext_sents, ext_quotes = _quoted_into(passages, pool, ext_sents, ext_quotes, record)
         record["evidence"]["best_sentence"] = round(ext_best, 4)
         timings["attribute_s"] = time.perf_counter() - t1
         if cfg.mode == "extractive" or (cfg.mode == "auto" and ext_best < cfg.opts.extractive_threshold):
@@ -301,10 +306,20 @@ class Answerer:
         holds = holds or (lambda text: missing_answer_kind(question, evidence_sentences(text)) is None)
         wider = self.retriever.search([query], cfg.k * SECOND_LOOK, filters or None, mode=retrieval_mode, store=store)[0]
         found = [p for p in wider if p.chunk.chunk_id not in seen and holds(p.chunk.text)][:2]
-        if not found:
-            return None
-        keep = list(passages)[: max(1, len(passages) - len(found))]
-        return [*keep, *(replace(p, rank=len(keep) + i + 1) for i, p in enumerate(found))]
+        return make_room(passages, found) if found else None
+
+    def _pool(self, query: str, cfg: AnswerConfig, passages: Sequence[Passage], filters: Any, retrieval_mode: str | None,
+              store: Any) -> list[Passage]:
+        """The passages an extractive answer may quote from: the top k, then the reranked candidates below
+        them down to `answer.sentence_pool` (ranks k+1, ...; the rank prior still favours the top). The
+        gold sentence often sits in a candidate at rank 7-20. One more search, as for the second look."""
+        size = cfg.opts.sentence_pool
+        if size <= len(passages):
+            return list(passages)
+        seen = {p.chunk.chunk_id for p in passages}
+        wider = self.retriever.search([query], size, filters or None, mode=retrieval_mode, store=store)[0]
+        extra = [p for p in wider if p.chunk.chunk_id not in seen][: size - len(passages)]
+        return [*passages, *(replace(p, rank=len(passages) + i + 1) for i, p in enumerate(extra))]
 
     def _answer_probability(self, question: str, passages: Sequence[Passage]) -> float | None:
         """Calibrated probability (evidence scorer) that the best passage answers the question; None without a scorer.
@@ -357,6 +372,36 @@ class Answerer:
         return Answer(question=question, text=REFUSAL_TEXT, refused=True, mode=cfg.mode, produced_by="refusal",
                       citations=(), passages=tuple(passages), model=None, index_id=record["index"]["index_id"],
                       note=why, timings=timings, record=record)
+
+
+def make_room(passages: Sequence[Passage], found: Sequence[Passage], quoted: frozenset[int] = frozenset()) -> list[Passage]:
+    """The passages with `found` (deeper candidates) appended in place of the lowest-ranked ones, none
+    of the `quoted` passage numbers (1-based) dropped and at least one kept; ranks renumbered 1..n.
+    The answer keeps k passages, and those it quotes are among them (second look, sentence pool)."""
+    keep = list(range(len(passages)))
+    for i in reversed(range(len(passages))):
+        if len(keep) + len(found) <= len(passages) or len(keep) <= 1:
+            break
+        if i + 1 not in quoted:
+            keep.remove(i)
+    return [replace(p, rank=r) for r, p in enumerate([*(passages[i] for i in keep), *found], 1)]
+
+
+def _quoted_into(passages: Sequence[Passage], pool: Sequence[Passage], sents: Sequence[AnswerSentence],
+                 quotes: dict[int, tuple[str, float]], record: dict[str, Any],
+                 ) -> tuple[list[Passage], list[AnswerSentence], dict[int, tuple[str, float]]]:
+    """An answer chosen from the sentence pool, brought back to k passages: the deeper passages it
+    quotes replace the lowest-ranked passages it does not quote; its [n] follow the new numbering."""
+    used = {n for s in sents for n in s.citations}
+    deep = sorted(n for n in used if n > len(passages))
+    if not deep:
+        return list(passages), list(sents), quotes
+    record["evidence"]["sentence_pool"] = {"size": len(pool), "quoted_ranks": deep}
+    final = make_room(passages, [pool[n - 1] for n in deep], frozenset(used))
+    new = {p.chunk.chunk_id: i for i, p in enumerate(final, 1)}
+    num = {n: new[p.chunk.chunk_id] for n, p in enumerate(pool, 1) if p.chunk.chunk_id in new}
+    return (final, [replace(s, citations=tuple(num[n] for n in s.citations)) for s in sents],
+            {num[n]: q for n, q in quotes.items() if n in num})
 
 
 def select_evidence(qvec: Any, ev: Evidence, n_passages: int, k: int) -> dict[int, list[str]]:
