@@ -222,13 +222,18 @@ def _overlap(a: Candidate, b: Candidate) -> bool:
     return a.n == b.n and bool(set(a.unit.parts) & set(b.unit.parts))
 
 
+def repeats(c: Candidate, chosen: Sequence[Candidate]) -> bool:
+    """Whether c says again what a chosen candidate says: the same text, or overlapping parts of one passage."""
+    return any(c.unit.text == x.unit.text or _overlap(c, x) for x in chosen)
+
+
 def _pick(cands: list[Candidate], k: int, floor: float) -> list[Candidate]:
     """Up to k best candidates above floor, without repeats (same text, or overlapping parts)."""
     chosen: list[Candidate] = []
     for c in cands:
         if len(chosen) >= k or c.rank < floor:
             break
-        if any(c.unit.text == x.unit.text or _overlap(c, x) for x in chosen):
+        if repeats(c, chosen):
             continue
         chosen.append(c)
     return chosen

@@ -27,7 +27,7 @@ from rag.answer.compare import (
     topic_of,
 )
 from rag.answer.evidence import Evidence
-from rag.answer.extractive import POINT_WORDS, clip, score_candidates, summary_points
+from rag.answer.extractive import POINT_WORDS, clip, repeats, score_candidates, summary_points
 from rag.answer.markers import renumber
 from rag.answer.prompts import neutralise_markers
 from rag.index.status import parse_as_of
@@ -49,9 +49,7 @@ def _pick_points(cands: list[Any], passages: Sequence[Passage], floor: float, pe
         return (
             c.base >= floor
             and sum(passages[x.n - 1].chunk.source == src for x in chosen) < per_document
-            and not any(
-                c.unit.text == x.unit.text or (c.n == x.n and set(c.unit.parts) & set(x.unit.parts)) for x in chosen
-            )
+            and not repeats(c, chosen)
         )
 
     for c in sorted(summary_points(cands, passages), key=lambda c: -c.rank) if single else []:
