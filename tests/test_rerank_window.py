@@ -41,3 +41,22 @@ def test_the_window_scores_the_answer_a_truncating_reader_never_sees(scorer):
     truncating = Reranker("evidence-scorer", "cpu", max_length=64, backend="onnx", cache_dir=default_cache_dir())
     assert not truncating.window  # the default reads the start, as measured
     assert scorer.scores(QUESTION, [long])[0] > truncating.scores(QUESTION, [long])[0] + 1.0
+
+
+def test_each_pair_is_scored_once_per_question():
+    """The second look and the sentence pool rerank the same candidates again: the model reads each pair once."""
+    import numpy as np
+
+    r = Reranker("evidence-scorer", "cpu", max_length=64, backend="onnx", cache_dir=default_cache_dir())
+    calls: list[list[str]] = []
+    real = r._score
+    r._score = lambda q, texts: calls.append(list(texts)) or real(q, texts)  # type: ignore[method-assign]
+    first = r.scores(QUESTION, [ANSWER, FILLER, ANSWER])
+    assert calls == [[ANSWER, FILLER]]  # a text given twice is read once
+    again = r.scores(QUESTION, [FILLER, "Agencies publish inventories.", ANSWER])
+    assert calls[1:] == [["Agencies publish inventories."]]  # only the new pair
+    assert np.allclose([again[0], again[2]], [first[1], first[0]]) and first[0] == first[2]
+    r.scores("Another question?", [ANSWER])
+    assert calls[-1] == [ANSWER]  # another question reads it again
+    fresh = Reranker("evidence-scorer", "cpu", max_length=64, backend="onnx", cache_dir=default_cache_dir())
+    assert np.allclose(fresh.scores(QUESTION, [ANSWER, FILLER]), [first[0], first[1]], atol=1e-4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,8 @@ from rag.text.sentences import split_sentences
 from rag.types import Passage
 
 SHIPPED_SCORER = Path(__file__).resolve().parent / "models" / "evidence-scorer"
+MEMO_QUERIES = 16  # recent questions whose (text -> score) are kept: an answer scores the same pairs again
+MEMO_TEXTS = 4096  # per question, at most
 _ALIASES = {"evidence-scorer", "shipped", "default"}
 
 
@@ -93,6 +96,8 @@ class Reranker:
         self._onnx: Any = None
         self.calibration = (1.0, 0.0)
         self._lock = threading.Lock()
+        self._memo: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._memo_lock = threading.Lock()
 
     def _load(self) -> None:
         if self._model is not None or self._onnx is not None:
@@ -152,6 +157,25 @@ class Reranker:
         query = " ".join(query.split()[: max(8, self.max_length // 3)])
         if self.window:
             texts = self.fit(query, texts)
+        # One answer reads the same pairs more than once (the second look and the sentence pool search again
+        # and rerank the same candidates; a follow-up re-asks): each distinct pair is scored once per question.
+        with self._memo_lock:
+            memo = self._memo.pop(query, None) or {}
+            self._memo[query] = memo
+            while len(self._memo) > MEMO_QUERIES:
+                self._memo.popitem(last=False)
+            known = {t: memo[t] for t in texts if t in memo}
+        todo = [t for t in dict.fromkeys(texts) if t not in known]
+        if todo:
+            fresh = dict(zip(todo, (float(x) for x in self._score(query, todo)), strict=True))
+            known.update(fresh)
+            with self._memo_lock:
+                if len(memo) + len(fresh) > MEMO_TEXTS:
+                    memo.clear()
+                memo.update(fresh)
+        return np.array([known[t] for t in texts], np.float32)
+
+    def _score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         if self._onnx is not None:
             return self._onnx.encode(list(texts), self.batch_size, pairs_with=query).astype(np.float32)
         import torch
