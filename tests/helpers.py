@@ -1,9 +1,12 @@
-"""Builders for fixture files of every supported format (written at test time, no binaries in git)."""
+"""Builders for fixture files of every supported format (written at test time, no binaries in git), and for passages."""
 
 from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Any
+
+from rag.types import Chunk, Passage
 
 
 def _pdf_escape(s: str) -> str:
@@ -263,3 +266,13 @@ def docx_many_entries(n: int = 20_000) -> bytes:
         for i in range(n):
             z.writestr(f"junk/{i}.xml", "<x/>")
     return buf.getvalue()
+
+
+def passage(text: str, *, chunk_id: str, source: str, doc_id: str | None = None, title: str = "Doc", ordinal: int = 0,
+            page: int = 1, section: str = "", n_tokens: int = 10, rank: int = 1, score: float = 0.9,
+            scores: dict[str, Any] | None = None) -> Passage:
+    """A retrieved passage over a one-chunk text, for answer-stage tests that need no index."""
+    chunk = Chunk(chunk_id=chunk_id, doc_id=doc_id or source, source=source, title=title, ordinal=ordinal, text=text,
+                  char_start=0, char_end=len(text), page=page, page_end=page, section=section, n_tokens=n_tokens,
+                  embed_text=text)
+    return Passage(chunk=chunk, score=score, rank=rank, scores=dict(scores or {"dense": 0.8}))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import passage
 
 from rag.answer.answerer import Answerer
 from rag.answer.attribution import attribute
@@ -9,13 +10,12 @@ from rag.answer.markers import is_refusal, parse_markers, render, split_answer
 from rag.answer.prompts import FORMAT_REMINDER, build_messages, condense_query, fence, relevant_sentences
 from rag.retrieve.retriever import Retriever
 from rag.settings import Settings
-from rag.types import AnswerSentence, Chunk, Passage
+from rag.types import AnswerSentence, Passage
 
 
 def P(text: str, source: str = "doc.md", n: int = 0, title: str = "Doc") -> Passage:
-    c = Chunk(chunk_id=f"c{n}{source}", doc_id="d" + source, source=source, title=title, ordinal=n, text=text,
-              char_start=0, char_end=len(text), page=n + 1, page_end=n + 1, section="Sec", n_tokens=10, embed_text=text)
-    return Passage(chunk=c, score=0.9, rank=n + 1, scores={"dense": 0.8})
+    return passage(text, chunk_id=f"c{n}{source}", doc_id="d" + source, source=source, title=title, ordinal=n, page=n + 1,
+                   section="Sec", rank=n + 1)
 
 
 # -- pure functions ------------------------------------------------------------------------

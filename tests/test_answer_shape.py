@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import passage
 
 from rag.answer.attribution import attribute
 from rag.answer.evidence import clean_sentence, is_leadin, not_quotable, passage_units, strip_footnote_marker
@@ -30,13 +31,12 @@ from rag.answer.qtypes import (
     name_spans,
     number_spans,
 )
-from rag.types import AnswerSentence, Chunk, Passage
+from rag.types import AnswerSentence, Passage
 
 
 def P(text: str, source: str = "doc.md", n: int = 0, title: str = "Doc", section: str = "Sec", ordinal: int | None = None) -> Passage:
-    c = Chunk(chunk_id=f"c{n}{source}", doc_id="d" + source, source=source, title=title, ordinal=n if ordinal is None else ordinal,
-              text=text, char_start=0, char_end=len(text), page=n + 1, page_end=n + 1, section=section, n_tokens=10, embed_text=text)
-    return Passage(chunk=c, score=0.9, rank=n + 1, scores={"dense": 0.8})
+    return passage(text, chunk_id=f"c{n}{source}", doc_id="d" + source, source=source, title=title,
+                   ordinal=n if ordinal is None else ordinal, page=n + 1, section=section, rank=n + 1)
 
 
 # -- real corpus text ------------------------------------------------------------------------

@@ -8,30 +8,18 @@ where a dateless sentence resembles the question more.
 
 from __future__ import annotations
 
+from helpers import passage
+
 from rag.answer.extractive import acronym_expansions, extractive, lexical_match
 from rag.answer.qtypes import number_spans
 from rag.answer.requirements import counts_thing
 from rag.retrieve.docmatch import IDENTIFIER_SCORE, named_places
-from rag.types import Chunk, Passage
+from rag.types import Passage
 
 
 def P(text: str, source: str, ordinal: int = 0, section: str = "") -> Passage:
-    chunk = Chunk(
-        chunk_id=f"{source}-{ordinal}",
-        doc_id=source,
-        source=source,
-        title=source,
-        ordinal=ordinal,
-        text=text,
-        char_start=0,
-        char_end=len(text),
-        page=1,
-        page_end=1,
-        section=section,
-        n_tokens=10,
-        embed_text=text,
-    )
-    return Passage(chunk=chunk, score=0.9, rank=ordinal + 1, scores={"dense": 0.8})
+    return passage(text, chunk_id=f"{source}-{ordinal}", source=source, title=source, ordinal=ordinal, section=section,
+                   rank=ordinal + 1)
 
 
 M2410_CAIO = """CAIOs bear primary responsibility on behalf of the head of their agency for implementing this

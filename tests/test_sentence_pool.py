@@ -6,28 +6,15 @@ the answer does not quote (the second look's rule), and the answer's [n] follow 
 
 from __future__ import annotations
 
+from helpers import passage
+
 from rag.answer.answerer import _quoted_into, make_room
-from rag.types import AnswerSentence, Chunk, Passage
+from rag.types import AnswerSentence, Passage
 
 
 def P(name: str, rank: int) -> Passage:
-    text = f"Passage {name} says something."
-    chunk = Chunk(
-        chunk_id=name,
-        doc_id=name,
-        source=f"{name}.md",
-        title=name,
-        ordinal=0,
-        text=text,
-        char_start=0,
-        char_end=len(text),
-        page=1,
-        page_end=1,
-        section="",
-        n_tokens=5,
-        embed_text=text,
-    )
-    return Passage(chunk=chunk, score=1.0 / rank, rank=rank, scores={"dense": 0.8})
+    return passage(f"Passage {name} says something.", chunk_id=name, source=f"{name}.md", doc_id=name, title=name,
+                   n_tokens=5, rank=rank, score=1.0 / rank)
 
 
 def ids(passages: list[Passage]) -> list[str]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers import passage
 
 from rag.answer.attribution import attribute
 from rag.answer.facts import entities, key_content_gaps
 from rag.answer.instructions import is_instruction, without_instructions
-from rag.types import Chunk, Passage
+from rag.types import Passage
 
 CLAIM = (
     "The AI Action Plan says open-weight models should be allowed to exist as long as they meet certain criteria [1]."
@@ -20,23 +21,7 @@ CLAIM = (
 
 
 def P(text: str, title: str = "Notice", n: int = 0) -> Passage:
-    c = Chunk(
-        chunk_id=f"c{n}",
-        doc_id=f"d{n}",
-        source=f"attack/x{n}.md",
-        title=title,
-        ordinal=0,
-        text=text,
-        char_start=0,
-        char_end=len(text),
-        page=1,
-        page_end=1,
-        section="",
-        n_tokens=50,
-        embed_text=text,
-        date=None,
-    )
-    return Passage(chunk=c, score=0.9, rank=1, scores={"dense": 0.8})
+    return passage(text, chunk_id=f"c{n}", doc_id=f"d{n}", source=f"attack/x{n}.md", title=title, n_tokens=50)
 
 
 # documents that name the plan and open models, and say nothing of the claim; each gave the claim a
