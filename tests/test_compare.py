@@ -357,6 +357,10 @@ def test_cli_prints_the_blocks(compare_index, cli, capsys):
         "EO 15001 (executive order, 2020-01-02; revoked by EO 15002 on 2021-03-04):\n\n- “"
     )
     assert "How they relate:\n\n- EO 15002 revoked EO 15001 on 2021-03-04 [" in out and "Sources:" in out
+    assert "Status: EO 15001 was revoked" not in out  # the relation is printed once, in the comparison
+    code, out, err = cli(capsys, "ask", "What did EO 15001 require?", *idx)
+    assert code == 0, err
+    assert "Status: EO 15001 was revoked on 2021-03-04 by EO 15002" in out  # an ordinary answer keeps its note
     code, out, err = cli(
         capsys, "ask", "What did EO 15002 change about EO 15001?", "--as-of", "2020-06-01", "--json", *idx
     )

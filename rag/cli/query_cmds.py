@@ -109,11 +109,20 @@ def ask(
         typer.echo(json.dumps(ans.to_dict(), indent=1, ensure_ascii=False))
     else:
         print_answer(ans)
-        for note in ans.status_notes:
+        for note in unstated_notes(ans):
             typer.echo(f"Status: {note['text']}")
             if note.get("citation"):
                 c = note["citation"]
                 typer.echo(f"  {c['title']}, p. {c['page']}: “{c['quote'][:300]}”")
+
+
+def unstated_notes(ans: Any) -> list[dict[str, Any]]:
+    """Status notes not already printed as a comparison's "How they relate" lines (same sentence quoted)."""
+    def key(quote: str) -> str:
+        return " ".join(quote.split())[:80]
+
+    stated = {key(r.get("quote") or "") for r in (ans.comparison or {}).get("relations", [])}
+    return [n for n in ans.status_notes if key((n.get("citation") or {}).get("quote") or "\0") not in stated]
 
 
 @app.command("batch")
