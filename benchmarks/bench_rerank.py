@@ -1,7 +1,13 @@
 """Reranking speed against held-out quality (issue 12: <= 0.4 s per question for 20 candidates on 2 cores).
 
     .venv/bin/python benchmarks/bench_rerank.py heldout [--questions 100] [--variants fp32-256 int8-128w ...]
+                     [--split test|val] [--sets policyqa obliqa]
     .venv/bin/python benchmarks/bench_rerank.py latency --index /tmp/x/index [--questions 12] [--rounds 2]
+
+Variants (`reranker`): `fp32-256`, `int8-256`, `int8.channel-256` (int8 recipe), `int8-128w` (128 pieces + window);
+`+b32+spin` reproduces the reader before session 4 (batches of 32, spinning ORT threads). Choose on `--split val`,
+report on test. `latency` also reports each variant's agreement with the first one named (max score diff,
+same order, same top-1).
 
 `heldout`: the scorer's held-out documents (seed-13 split of `rag train scorer`, test part only), a seeded
 sample of questions per set, candidates = BM25 top 20 over chunk-like units (two consecutive paragraphs
@@ -34,24 +40,36 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks._common import OUT, SHARED, machine  # noqa: E402
 
-VARIANT = re.compile(r"^(fp32|int8)-(\d+)(w?)$")
+VARIANT = re.compile(r"^(fp32|int8)(?:\.([a-z0-9-]+))?-(\d+)(w?)((?:\+[a-z]+\d*)*)$")
 
 
 def reranker(variant: str, cache_dir: Path | None = None):
-    from rag.retrieve.rerank import Reranker
+    """A Reranker named by a variant: `fp32-256`, `int8-128w`, `int8.channel-256` (an int8 recipe of
+    rag.index.onnx_opt.INT8_RECIPES), with options `+b32` (plain batches of 32, no token budget: the batching
+    before this session), `+t1024` (token budget per batch), `+spin` (ORT threads spin-wait: its default and
+    the behaviour before), `+nocache` (no saved optimized graph). `fp32-256+b32+spin` = the old default."""
+    from rag.retrieve.rerank import BATCH_TOKENS, Reranker
     from rag.settings import default_cache_dir
 
     m = VARIANT.match(variant)
     if not m:
-        raise SystemExit(f"bad variant {variant!r} (e.g. fp32-256, int8-128w)")
+        raise SystemExit(f"bad variant {variant!r} (e.g. fp32-256, int8-128w, int8.channel-256, fp32-256+b32+spin)")
+    opts = {o[:1] if o[0] in "bt" else o: o[1:] for o in m.group(5).split("+") if o}
+    if set(opts) - {"b", "t", "spin", "nocache"}:
+        raise SystemExit(f"bad variant option in {variant!r} (+bN, +tN, +spin, +nocache)")
     return Reranker(
         "evidence-scorer",
         "cpu",
-        max_length=int(m.group(2)),
+        max_length=int(m.group(3)),
+        batch_size=int(opts.get("b") or 32),
         quantize=m.group(1) == "int8",
         backend="onnx",
         cache_dir=cache_dir or default_cache_dir(),
-        window=bool(m.group(3)),
+        window=bool(m.group(4)),
+        int8=m.group(2) or "dynamic",
+        max_tokens=None if "b" in opts else int(opts.get("t") or BATCH_TOKENS),
+        spin="spin" in opts,
+        cache_graph="nocache" not in opts,
     )
 
 
@@ -79,13 +97,17 @@ def heldout(a: argparse.Namespace) -> dict:
     cache_file = OUT / "rerank_heldout_scores.json"
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     results: dict = {}
-    for ds in (load_policyqa(SHARED / "eval" / "policyqa" / "dev.json"), load_obliqa(SHARED / "eval" / "obliqa")):
+    loaders = {
+        "policyqa": lambda: load_policyqa(SHARED / "eval" / "policyqa" / "dev.json"),
+        "obliqa": lambda: load_obliqa(SHARED / "eval" / "obliqa"),
+    }
+    for ds in (loaders[x]() for x in a.sets):
         n_test, n_val = SPLIT_SIZES[ds.name]
         split = split_docs({u.doc for u in ds.units}, n_test, n_val)
         units = chunk_units(ds) if a.units == "chunks" else ds.units
         seen, test = set(), []
         for q in ds.questions:
-            if question_split(q, split) == "test" and (q.group or q.id) not in seen:
+            if question_split(q, split) == a.split and (q.group or q.id) not in seen:
                 seen.add(q.group or q.id)
                 test.append(q)
         qs = random.Random(13).sample(test, min(a.questions, len(test)))
@@ -102,7 +124,7 @@ def heldout(a: argparse.Namespace) -> dict:
         words = float(np.mean([units[i].words for c in cands for i in c]))
         results[ds.name] = {"questions": len(qs), "candidate_words_mean": round(words, 1), "variants": {}}
         for v in a.variants:
-            key = f"{a.units}|{ds.name}|{v}|{a.depth}"
+            key = f"{a.units}|{ds.name}|{v}|{a.depth}" + ("" if a.split == "test" else f"|{a.split}")
             got = cache.setdefault(key, {})
             todo = [(q, c) for q, c in zip(qs, cands, strict=True) if q.id not in got and c]
             if todo:
@@ -156,20 +178,32 @@ def latency(a: argparse.Namespace) -> dict:
         sc.scores("warm up", ["warm up"])
     res: dict = {v: {"cpu": [], "wall": []} for v in ["no rerank", *a.variants]}
     load0 = os.getloadavg()
+    first: dict[str, np.ndarray] = {}
     for _ in range(a.rounds):
         for q, hits in zip(qs, cands, strict=True):
             for v in res:
                 c0, t0 = time.process_time(), time.perf_counter()
                 if v != "no rerank":
-                    scorers[v].rerank(q, hits)
+                    scorers[v]._memo.clear()  # every round scores afresh (the memo would make round 2 free)
+                    got = scorers[v].scores(q, [p.chunk.text for p in hits])
+                    scorers[v].rerank(q, hits)  # as the retriever calls it (served from the memo just filled)
                 res[v]["cpu"].append(time.process_time() - c0)
                 res[v]["wall"].append(time.perf_counter() - t0)
+                if v != "no rerank":
+                    ref = first.setdefault(q, got)  # the first variant named is the reference
+                    x = res[v]
+                    x["max_diff"] = max(x.get("max_diff", 0.0), float(np.abs(got - ref).max()))
+                    x["same_order"] = x.get("same_order", 0) + int(
+                        (np.argsort(-got, kind="stable") == np.argsort(-ref, kind="stable")).all()
+                    )
+                    x["same_top1"] = x.get("same_top1", 0) + int(np.argmax(got) == np.argmax(ref))
     load1 = os.getloadavg()
     out = {
         v: {
             "cpu_s_p50": round(statistics.median(x["cpu"]), 3),
             "wall_s_p50": round(statistics.median(x["wall"]), 3),
             "wall_s_min": round(min(x["wall"]), 3),
+            **{k: x[k] for k in ("max_diff", "same_order", "same_top1") if k in x},
         }
         for v, x in res.items()
     }
@@ -191,11 +225,18 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--index", type=Path, default=Path("index"))
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="heldout: the documents' part (choose on val, report test)",
+    )
+    ap.add_argument("--sets", nargs="+", default=["policyqa", "obliqa"], help="heldout: which QA sets")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     res = heldout(a) if a.what == "heldout" else latency(a)
     res["_machine"] = machine()
-    (OUT / f"rerank_{a.what}.json").write_text(json.dumps(res, indent=1))
+    (OUT / f"rerank_{a.what}{'' if a.split == 'test' else '_' + a.split}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
 
 

@@ -142,6 +142,11 @@ def test_onnx_embedder_matches_torch(tmp_path, embedder):
         torch_emb.special_tokens,
     )
     assert onnx_emb.count_tokens(texts[2]) == torch_emb.count_tokens(texts[2])
+    from rag.index import onnx_opt
+
+    int8 = OnnxEmbedder(DEFAULT_EMBEDDING_MODEL, MINILM, tmp_path, quantize=True)
+    assert int8.enc.path.name == onnx_opt.int8_name("channel")  # the per-channel recipe, not per-tensor "dynamic"
+    assert (int8.encode(texts) * b).sum(axis=1).min() > 0.95
 
 
 # -- llama.cpp ---------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -87,8 +86,13 @@ def embedder_pooling(folder: Path) -> str | None:
     return None
 
 
-def exported(folder: Path, kind: str, cache_dir: Path, quantize: bool = False) -> Path:
-    """Path of the cached ONNX file for this model (exporting it first if needed)."""
+def exported(folder: Path, kind: str, cache_dir: Path, quantize: bool = False, *, int8: str = "dynamic") -> Path:
+    """Path of the cached ONNX file for this model (exporting it first if needed).
+
+    `quantize`: its int8 copy, made by the recipe `int8` (`onnx_opt.INT8_RECIPES`; `dynamic` is the original).
+    """
+    from rag.index.onnx_opt import int8_name, quantize_model
+
     folder = Path(folder)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", folder.name)[-60:]
     target = Path(cache_dir) / "onnx" / f"{slug}-{kind}-{fingerprint(folder)}"
@@ -97,20 +101,10 @@ def exported(folder: Path, kind: str, cache_dir: Path, quantize: bool = False) -
         _export(folder, kind, fp32)
     if not quantize:
         return fp32
-    int8 = target / "model-int8.onnx"
-    if not int8.is_file():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        tmp = int8.with_name(f"tmp-{os.getpid()}-{threading.get_ident()}-int8.onnx")
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # quantize_dynamic logs a "consider pre-processing" notice at WARNING
-        try:
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
-        os.replace(tmp, int8)
-    return int8
+    out = target / int8_name(int8)
+    if not out.is_file():
+        quantize_model(fp32, out, int8)
+    return out
 
 
 def _export(folder: Path, kind: str, out: Path) -> None:
@@ -193,7 +187,14 @@ def _export(folder: Path, kind: str, out: Path) -> None:
 
 
 class OnnxEncoder:
-    """An exported model + its fast tokenizer. Thread-safe (ONNX Runtime sessions are)."""
+    """An exported model + its fast tokenizer. Thread-safe (ONNX Runtime sessions are).
+
+    `spin`: let ORT's threads spin-wait between operators (its default; off here: on a shared machine the
+    spinning burns the CPU the other thread needs). `max_tokens`: `encode` batches (length-sorted) inputs
+    while a batch's padded size stays within this many tokens, so short texts share a batch and long
+    ones are not padded to each other (None: batches of `batch_size`). `int8`: the quantization recipe
+    when `quantize`. `cache_graph`: keep ORT's optimized graph on disk for the next process (`onnx_opt`).
+    """
 
     def __init__(
         self,
@@ -204,17 +205,19 @@ class OnnxEncoder:
         quantize: bool = False,
         threads: int = 0,
         pair: bool = False,
+        *,
+        int8: str = "dynamic",
+        spin: bool = False,
+        max_tokens: int | None = None,
+        cache_graph: bool = True,
     ) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        self.path = exported(folder, kind, cache_dir, quantize)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        from rag.index.onnx_opt import open_session
+
+        self.path = exported(folder, kind, cache_dir, quantize, int8=int8)
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.session = open_session(self.path, threads, spin, cache_graph)
         except Exception as e:
             raise ModelLoadError(f"cannot open {self.path}: {e}; delete it to export again") from None
         self.inputs = {i.name for i in self.session.get_inputs()}
@@ -224,13 +227,28 @@ class OnnxEncoder:
         self.plain = Tokenizer.from_file(str(tj))  # for counting and spans: no truncation, no padding
         self.plain.no_truncation()
         self.plain.no_padding()
-        self.tok = Tokenizer.from_file(str(tj))
-        self.tok.enable_truncation(max_length, strategy="only_second" if pair else "longest_first")
-        pad_id = self.tok.token_to_id("[PAD]")
-        self.tok.enable_padding(
-            pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]" if pad_id is not None else "<pad>"
-        )
+        self.cut = Tokenizer.from_file(str(tj))  # truncated, not padded: `encode` pads each batch itself
+        self.cut.enable_truncation(max_length, strategy="only_second" if pair else "longest_first")
+        self.cut.no_padding()
+        pad_id = self.cut.token_to_id("[PAD]")
+        self.pad_id = 0 if pad_id is None else pad_id
+        self._pad_token = "[PAD]" if pad_id is not None else "<pad>"
+        self._tok: Any = None
+        self._tj, self._max_length, self._pair = tj, max_length, pair
         self.quantized = quantize
+        self.max_tokens = max_tokens
+
+    @property
+    def tok(self) -> Any:
+        """A truncating and padding tokenizer for `run` (made on first use: parsing one costs ~30 ms of a cold CLI)."""
+        if self._tok is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self._tj))
+            tok.enable_truncation(self._max_length, strategy="only_second" if self._pair else "longest_first")
+            tok.enable_padding(pad_id=self.pad_id, pad_token=self._pad_token)
+            self._tok = tok
+        return self._tok
 
     def run(self, encodings: Sequence[Any]) -> np.ndarray:
         feed = {
@@ -240,17 +258,50 @@ class OnnxEncoder:
         }
         return self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
 
-    def encode(self, texts: Sequence[str], batch_size: int, pairs_with: str | None = None) -> np.ndarray:
-        """Texts (or (pairs_with, text) pairs) through the model, longest first in batches (less padding)."""
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        outs: list[np.ndarray] = []
-        for i in range(0, len(order), batch_size):
-            part = [texts[j] for j in order[i : i + batch_size]]
-            enc = self.tok.encode_batch([(pairs_with, t) for t in part] if pairs_with is not None else part)
-            outs.append(self.run(enc))
-        res = np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+    def batches(self, lengths: Sequence[int], batch_size: int, max_tokens: int | None) -> list[np.ndarray]:
+        """Indices of the inputs, longest first, cut into batches of at most `batch_size` inputs whose padded
+        size (inputs x the first one's length) stays within `max_tokens` (a longer input goes alone)."""
+        order = np.argsort(-np.asarray(lengths), kind="stable")
+        out, i = [], 0
+        while i < len(order):
+            n = 1
+            while (
+                i + n < len(order)
+                and n < batch_size
+                and (max_tokens is None or (n + 1) * lengths[order[i]] <= max_tokens)
+            ):
+                n += 1
+            out.append(order[i : i + n])
+            i += n
+        return out
+
+    def encode(
+        self, texts: Sequence[str], batch_size: int, pairs_with: str | None = None, max_tokens: int | None = -1
+    ) -> np.ndarray:
+        """Texts (or (pairs_with, text) pairs) through the model, length-sorted batches (see `batches`).
+
+        `max_tokens` -1: the encoder's own (`self.max_tokens`). The outputs do not depend on the batching
+        beyond float noise (padding is masked): tests/test_rerank_speed.py holds it to 1e-4.
+        """
+        if not texts:
+            return np.zeros((0,), np.float32)
+        enc = self.cut.encode_batch([(pairs_with, t) for t in texts] if pairs_with is not None else list(texts))
+        lengths = [len(e.ids) for e in enc]
+        outs, done = [], []
+        for part in self.batches(lengths, batch_size, self.max_tokens if max_tokens == -1 else max_tokens):
+            width = lengths[part[0]]
+            ids = np.full((len(part), width), self.pad_id, np.int64)
+            mask = np.zeros((len(part), width), np.int64)
+            types = np.zeros((len(part), width), np.int64)
+            for row, j in enumerate(part):
+                n = lengths[j]
+                ids[row, :n], mask[row, :n], types[row, :n] = enc[j].ids, 1, enc[j].type_ids
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            outs.append(self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0])
+            done.append(part)
+        res = np.concatenate(outs)
         back = np.empty_like(res)
-        back[order] = res
+        back[np.concatenate(done)] = res
         return back
 
 
@@ -282,7 +333,11 @@ class OnnxEmbedder:
         batch_size: int = 64,
         quantize: bool = False,
         threads: int = 0,
+        *,
+        int8: str = "channel",
     ) -> None:
+        # int8 = "channel" (per-channel weights, embeddings fp32): on held-out PolicyQA/ObliQA its MRR@10 stays within
+        # 0.4 point of fp32, where the per-tensor "dynamic" recipe lost 1.2-1.8 on ObliQA (benchmarks/bench_embed_quality.py)
         folder = Path(folder)
         cfg = (
             json.loads((folder / "sentence_bert_config.json").read_text())
@@ -290,13 +345,13 @@ class OnnxEmbedder:
             else {}
         )
         self.max_seq_length = int(cfg.get("max_seq_length") or 512)
-        self.enc = OnnxEncoder(folder, "embed", cache_dir, self.max_seq_length, quantize, threads)
+        self.enc = OnnxEncoder(folder, "embed", cache_dir, self.max_seq_length, quantize, threads, int8=int8)
         self.model_name = model_name
         self.device = "cpu"
         self.batch_size = batch_size
         self.quantized = quantize
         self.backend = "onnx-int8" if quantize else "onnx"
-        self.dimension = int(self.enc.run(self.enc.tok.encode_batch(["x"])).shape[1])
+        self.dimension = int(self.enc.encode(["x"], 1).shape[1])
         self.special_tokens = len(self.enc.plain.encode("x", add_special_tokens=True).ids) - len(
             self.enc.plain.encode("x", add_special_tokens=False).ids
         )

@@ -198,7 +198,7 @@ class Retriever:
                 if self._reranker is None:
                     device = getattr(self.embedder, "device", None) or "cpu"
                     self._reranker = Reranker(r.reranker, str(device), max_length=r.rerank_max_length, quantize=r.rerank_quantize,
-                                              backend=r.rerank_backend, cache_dir=Path(self.settings.cache_dir))
+                                              backend=r.rerank_backend, cache_dir=Path(self.settings.cache_dir), int8=r.rerank_int8)
         return self._reranker
 
     def _rerank(self, query: str, hits: list[Passage]) -> list[Passage]:
