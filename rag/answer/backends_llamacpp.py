@@ -9,12 +9,12 @@ the same chat template (read from the GGUF), the same control-token neutralisati
 HF's repetition penalty (over prompt and draft), stop at any end-of-generation token, streaming of
 whole UTF-8 characters, and a `stop` callable polled between tokens (request deadlines).
 
-Time to the first token is prompt evaluation (compute-bound: ~3-7 ms of CPU per prompt token for SmolLM2-135M
+Time to the first token is prompt evaluation (compute-bound: ~2.4-3 ms of CPU per prompt token for SmolLM2-135M
 on this machine), so three things keep it short (benchmarks/RESULTS.md, issue 16):
-- a Q4_1 GGUF (the shipped SmolLM2) is re-quantized once to Q8_0 and cached: llama.cpp has fast x86 prompt
-  kernels (tinyBLAS, repacking) for Q8_0 but not for Q4_1, so prompt evaluation takes 2.3x less CPU; Q8_0 holds
-  the Q4_1 weights to within 8-bit rounding, and its greedy texts agree with the fp32 transformers reference
-  about as far as Q4_1's do (near-ties flip early on some prompts with every variant);
+- a Q4_1 GGUF (the shipped SmolLM2) is converted once and cached, because llama.cpp has no fast x86 prompt kernel
+  for Q4_1: to BF16 where the CPU backend has BF16 dot products (AVX512_BF16: ~3x less CPU than Q4_1, -23 % vs
+  Q8_0, and its greedy texts match the de-quantized fp32 weights' on 7 of 8 evidence prompts, Q8_0's on 1),
+  else to Q8_0 (2.3x less CPU than Q4_1; holds the weights to within 8-bit rounding);
 - flash attention: another -23 % of prompt-evaluation CPU;
 - the KV cache is kept between generations and only the tokens after the longest common prefix with the
   previous prompt are evaluated: the fixed head of every prompt (chat template, system rules; `warm`
@@ -36,12 +36,13 @@ import numpy as np
 
 from rag.errors import ModelLoadError
 
-# GGUF file types (llama.cpp's LLAMA_FTYPE_*) re-quantized to Q8_0 for speed: Q4_1 (= 3) has no fast x86 prompt
-# kernel (measured: 1.85 vs 0.80 CPU s for 256 prompt tokens). Files above the size limit stay as they are (Q8_0
-# needs ~1.5x the memory of Q4_1; for big models memory, not prompt compute, is what limits).
+# GGUF file types (llama.cpp's LLAMA_FTYPE_*) converted for speed: Q4_1 (= 3) has no fast x86 prompt kernel
+# (measured: 1.85 vs 0.80 CPU s for 256 prompt tokens as Q8_0). Files above the size limits stay as they are or
+# become Q8_0 (BF16 needs ~3.6x the memory of Q4_1, Q8_0 ~1.5x; for big models memory, not prompt compute, limits).
 _SLOW_PREFILL_FTYPES = {3}
 _REQUANTIZE_MAX_BYTES = 1 << 30
-_FTYPE_Q8_0 = 7
+_BF16_MAX_BYTES = 300 << 20
+_FTYPES = {"q8_0": 7, "bf16": 32}
 
 
 def llama_cpp_available() -> bool:
@@ -63,7 +64,11 @@ class LlamaCppGenerator:
         n_ctx: int = 0,
         cache_dir: Path | None = None,
         requantize: bool = True,
+        fast_type: str = "auto",
     ) -> None:
+        """`requantize`: convert a slow-prefill GGUF (Q4_1) once and load the cached copy; `fast_type` is the copy's
+        type: "auto" (BF16 where the CPU backend has BF16 dot products and the file is small, else Q8_0), "bf16",
+        "q8_0"."""
         t0 = time.perf_counter()
         # llama.cpp's OpenMP threads spin while waiting; on a busy 2-core machine two spinning threads ran 10-20x slower
         # (benchmarks/RESULTS.md, issue 16). Passive waiting costs little when the cores are free. (Read when the
@@ -76,11 +81,14 @@ class LlamaCppGenerator:
         except ImportError as e:
             raise ModelLoadError(f"cannot load GGUF model {gguf}: llama-cpp-python is not installed ({e})") from None
         self.source_gguf = Path(gguf)
-        # where the Q8_0 copy and the prompt head's KV cache (`warm`) are kept; requantize=False: the file as it is
+        # where the converted copy and the prompt head's KV cache (`warm`) are kept; requantize=False: the file as is
         self._cache_dir = (cache_dir or default_cache_dir()) if requantize else None
         self._threads = threads or (os.cpu_count() or 1)
         self._n_ctx = n_ctx
-        cached = _q8_path(self.source_gguf, cache_dir) if requantize else None
+        if fast_type not in ("auto", *_FTYPES):
+            raise ModelLoadError(f"unknown GGUF conversion type '{fast_type}' (use auto, bf16 or q8_0)")
+        self.fast_type = _choose_fast_type(self.source_gguf) if fast_type == "auto" else fast_type
+        cached = _fast_path(self.source_gguf, cache_dir, self.fast_type) if requantize else None
         self.gguf = self.source_gguf
         if cached is not None and cached.is_file():
             try:
@@ -91,7 +99,7 @@ class LlamaCppGenerator:
         if self.gguf == self.source_gguf:
             self.llm = self._load(self.gguf)
         if cached is not None and self.gguf == self.source_gguf and self._slow_prefill():
-            fast = _requantize_q8(self.source_gguf, cached)
+            fast = _requantize(self.source_gguf, cached, _FTYPES[self.fast_type])
             if fast is not None:
                 self.llm = self._load(fast)
                 self.gguf = fast
@@ -365,20 +373,33 @@ class LlamaCppGenerator:
             _stats[:] = [first_at if first_at is not None else time.perf_counter() - t0, len(prompt), n_new]
 
 
-def _q8_path(gguf: Path, cache_dir: Path | None) -> Path | None:
-    """Where the Q8_0 copy of `gguf` is cached (keyed by name and size, like the transformers conversion)."""
+def _choose_fast_type(gguf: Path) -> str:
+    """BF16 where llama.cpp's CPU backend was built with BF16 dot products (AVX512_BF16: tinyBLAS multiplies BF16
+    weights natively) and the BF16 copy stays small; Q8_0 elsewhere (without them BF16 is converted on the fly)."""
+    import llama_cpp
+
+    try:
+        info = llama_cpp.llama_print_system_info().decode(errors="replace")
+        small = gguf.stat().st_size <= _BF16_MAX_BYTES
+    except (OSError, AttributeError):
+        return "q8_0"
+    return "bf16" if small and ("AVX512_BF16 = 1" in info or "AMX_BF16 = 1" in info) else "q8_0"
+
+
+def _fast_path(gguf: Path, cache_dir: Path | None, fast_type: str) -> Path | None:
+    """Where the converted copy of `gguf` is cached (keyed by name and size, like the transformers conversion)."""
     from rag.settings import default_cache_dir
 
     try:
         size = gguf.stat().st_size
     except OSError:
         return None
-    return (cache_dir or default_cache_dir()) / "models" / f"{gguf.stem[-100:]}-{size}.q8_0.gguf"
+    return (cache_dir or default_cache_dir()) / "models" / f"{gguf.stem[-100:]}-{size}.{fast_type}.gguf"
 
 
-def _requantize_q8(src: Path, target: Path) -> Path | None:
-    """Write the Q8_0 copy once (about a second for SmolLM2-135M); None when it cannot be written (an unwritable
-    cache): the original file is used then, only slower."""
+def _requantize(src: Path, target: Path, ftype: int) -> Path | None:
+    """Write the converted copy once (about a second for SmolLM2-135M); None when it cannot be written (an
+    unwritable cache): the original file is used then, only slower."""
     import ctypes
 
     import llama_cpp
@@ -388,7 +409,7 @@ def _requantize_q8(src: Path, target: Path) -> Path | None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = _FTYPE_Q8_0
+        params.ftype = ftype
         params.allow_requantize = True
         params.nthread = min(os.cpu_count() or 1, 4)
         with suppress_stdout_stderr(disable=False):

@@ -5,8 +5,8 @@ close the fence and bracketed markers that look like our citations are neutralis
 instructions say that text inside the fence is quoted material, never instructions. The format
 instruction is restated after the question (small models follow the last instruction they read).
 Only the sentences of each passage that bear on the question are sent, to keep the prefill short;
-the evidence-first prompt goes further and sends only the few best-scored sentences (with their
-passage number and short title), which a 135M model can follow and which makes the first token come fast.
+the evidence-first prompt goes further and sends only the few best-scored sentences (under their
+passage number) with a short reminder, which a 135M model can follow and which makes the first token come fast.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ FORMAT_REMINDER = (
     "End each sentence with its source number in square brackets, e.g. [1]. "
     f"If the sources do not contain the answer, reply exactly: {REFUSAL_SENTENCE}"
 )
+# The evidence-first prompt's reminder: 25 tokens instead of 50. Every token after the evidence is evaluated before
+# the first token, while the system rules (in the cached head) already give the refusal sentence. Chosen on the
+# calibrate half of eval/paraphrased.jsonl (`bench_prompt.py --prompt-ab`, benchmarks/RESULTS.md, issue 16).
+EVIDENCE_REMINDER = "Answer in one to three short sentences from the sources, each ending with its source number, e.g. [1]."
 
 _FAKE_MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;–-]\s*\d{1,3})*)\]")
 
@@ -97,19 +101,23 @@ def format_sources(question: str, passages: Sequence[Passage], max_chars_per_pas
     return "\n".join(blocks)
 
 
-EVIDENCE_TITLE_WORDS = 8
+# Title words in the evidence prompt's source tags; 0: none. The titles (8 words: ~13 tokens per source, 20 % of the
+# uncached prompt with the tags) bought nothing measurable with SmolLM2 (same A/B); citations name the documents.
+EVIDENCE_TITLE_WORDS = 0
 
 
-def short_title(title: str, words: int = EVIDENCE_TITLE_WORDS) -> str:
+def short_title(title: str, words: int | None = None) -> str:
     """The document title cut to its first words: what the model needs to tell sources apart. Full labels
     (long titles, FR citations, page, section path) were 30-40 % of the evidence prompt's tokens, all of
     them evaluated before the first token (benchmarks/RESULTS.md, issue 16)."""
+    words = EVIDENCE_TITLE_WORDS if words is None else words
     w = title.split()
     return " ".join(w[:words]) + (" …" if len(w) > words else "")
 
 
 def format_evidence(passages: Sequence[Passage], chosen: dict[int, list[str]]) -> str:
-    """Only the chosen sentences, under their passage's number (1-based, as in `passages`) and short title.
+    """Only the chosen sentences, under their passage's number (1-based, as in `passages`) and, with
+    EVIDENCE_TITLE_WORDS, the short title of its document.
 
     Numbers are kept from the full passage list, so the model's [n] still points at passage n for
     attribution, even when passages without chosen sentences are left out of the prompt.
@@ -119,7 +127,8 @@ def format_evidence(passages: Sequence[Passage], chosen: dict[int, list[str]]) -
         c = passages[n - 1].chunk
         body = " … ".join(fence(s) for s in chosen[n])
         title = fence(short_title(c.title or c.label)).replace('"', "'")  # a quote would end the attribute
-        blocks.append(f'<source id="{n}" title="{title}">\n{body}\n</source>')
+        tag = f'<source id="{n}" title="{title}">' if EVIDENCE_TITLE_WORDS > 0 else f'<source id="{n}">'
+        blocks.append(f"{tag}\n{body}\n</source>")
     return "\n".join(blocks)
 
 
@@ -137,7 +146,8 @@ def build_messages(question: str, passages: Sequence[Passage], max_chars_per_pas
     """
     sources = format_evidence(passages, evidence) if evidence else format_sources(question, passages, max_chars_per_passage)
     q = " ".join(question.split())
-    user = f"Sources:\n{sources}\n\nQuestion: {fence(q)}\n\n{FORMAT_REMINDER}"
+    reminder = EVIDENCE_REMINDER if evidence else FORMAT_REMINDER
+    user = f"Sources:\n{sources}\n\nQuestion: {fence(q)}\n\n{reminder}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
