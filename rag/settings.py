@@ -152,6 +152,7 @@ class AnswerSettings(_Group):
     extractive_rank_prior: float = Field(0.03, ge=0, le=1, description="Bonus for sentences of better-ranked passages.")
     extractive_window: float = Field(0.12, ge=0, le=2, description="Quote further sentences only within this score of the best.")
     sentence_pool: int = Field(20, ge=0, le=50, description="Extractive: choose the quoted sentences from this many reranked candidates (rank prior kept; one more search); a quoted deeper passage takes the place of the lowest-ranked unquoted one, as in the second look. 0 (or <= k) = the top k only. 20 chosen on the calibrate half + eval/shipped.jsonl (benchmarks/RESULTS.md).")
+    pool_units: int = Field(24, ge=0, le=1000, description="Extractive, sentence pool: of the passages below the top k, only this many quotable units are embedded and offered, pre-selected without a model pass (question words incl. heading, answer kind, the passage's reranker probability; rag/answer/pool.py). 0 = every sentence of the pool. 24 chosen on the calibrate half + eval/shipped.jsonl (same answers as 0; benchmarks/RESULTS.md).")
     off_topic_ratio: float = Field(0.7, ge=0, le=1, description="A model sentence less similar to the question than this share of the best passage sentence is off topic.")
     min_supported_chars: int = Field(40, ge=0, description="auto: with less supported model text than this, answer extractively.")
     max_chars_per_passage: int = Field(700, ge=50, description="Characters of each passage put into the LLM prompt (prompt = passages).")

@@ -21,6 +21,7 @@ from rag.answer.evidence import Evidence, evidence_sentences, prefetch_evidence
 from rag.answer.extractive import extractive
 from rag.answer.limits import count_prompt, deadline_from, fit_prompt, past, prompt_budget
 from rag.answer.markers import is_refusal, render, renumber
+from rag.answer.pool import pool_evidence, pool_passages
 from rag.answer.prompts import build_messages, condense_query
 from rag.answer.qtypes import TYPED, classify
 from rag.answer.requirements import missing_answer_kind
@@ -218,6 +219,7 @@ class Answerer:
                                      f"the evidence scorer finds no passage that answers the question (p = {p_answer:.2f})")
 
         t1 = time.perf_counter()
+        evidence_cache = evidence_cache if evidence_cache is not None else {}  # a passage is embedded once per answer
         ev = Evidence(passages, self.embedder, cache=evidence_cache, dense_weight=cfg.opts.support_dense_weight)
         missing = missing_answer_kind(question, (s for sents in ev.sentences for s in sents))
         if missing:  # a second look: the candidates just below the top k may hold the number asked for
@@ -228,11 +230,13 @@ class Answerer:
             passages, record["evidence"]["second_look"] = wider, True
             ev = Evidence(passages, self.embedder, cache=evidence_cache, dense_weight=cfg.opts.support_dense_weight)
         qtype = classify(question)  # the follow-up says what kind of answer it wants, the condensed query what about
-        pool = self._pool(query, cfg, passages, filters, retrieval_mode, store) if cfg.mode == "extractive" else list(passages)
-        ev_pool = ev if len(pool) == len(passages) else Evidence(pool, self.embedder, cache=evidence_cache,
-                                                                 dense_weight=cfg.opts.support_dense_weight)
-        ext_sents, ext_quotes, ext_best = extractive(query, pool, self.embedder, evidence=ev_pool, opts=cfg.opts,
-                                                     qtype=qtype if query != question and qtype in TYPED else None)
+        qtype_ = qtype if query != question and qtype in TYPED else None
+        pool, ev_pool = list(passages), ev
+        if cfg.mode == "extractive" and cfg.opts.sentence_pool > len(passages):  # deeper candidates, pre-selected (pool.py)
+            pool = pool_passages(self.retriever, query, passages, cfg.opts.sentence_pool, filters, retrieval_mode, store)
+            ev_pool, record["evidence"]["pool_cost"] = pool_evidence(query, pool, len(passages), self.embedder, cfg.opts.pool_units,
+                                                                     evidence_cache, cfg.opts.support_dense_weight, qtype_)
+        ext_sents, ext_quotes, ext_best = extractive(query, pool, self.embedder, evidence=ev_pool, opts=cfg.opts, qtype=qtype_)
         if len(pool) > len(passages):
             passages, ext_sents, ext_quotes = _quoted_into(passages, pool, ext_sents, ext_quotes, record)
         record["evidence"]["best_sentence"] = round(ext_best, 4)
@@ -307,19 +311,6 @@ class Answerer:
         wider = self.retriever.search([query], cfg.k * SECOND_LOOK, filters or None, mode=retrieval_mode, store=store)[0]
         found = [p for p in wider if p.chunk.chunk_id not in seen and holds(p.chunk.text)][:2]
         return make_room(passages, found) if found else None
-
-    def _pool(self, query: str, cfg: AnswerConfig, passages: Sequence[Passage], filters: Any, retrieval_mode: str | None,
-              store: Any) -> list[Passage]:
-        """The passages an extractive answer may quote from: the top k, then the reranked candidates below
-        them down to `answer.sentence_pool` (ranks k+1, ...; the rank prior still favours the top). The
-        gold sentence often sits in a candidate at rank 7-20. One more search, as for the second look."""
-        size = cfg.opts.sentence_pool
-        if size <= len(passages):
-            return list(passages)
-        seen = {p.chunk.chunk_id for p in passages}
-        wider = self.retriever.search([query], size, filters or None, mode=retrieval_mode, store=store)[0]
-        extra = [p for p in wider if p.chunk.chunk_id not in seen][: size - len(passages)]
-        return [*passages, *(replace(p, rank=len(passages) + i + 1) for i, p in enumerate(extra))]
 
     def _answer_probability(self, question: str, passages: Sequence[Passage]) -> float | None:
         """Calibrated probability (evidence scorer) that the best passage answers the question; None without a scorer.
