@@ -6,7 +6,10 @@ items, lead-ins together with their lists; see evidence.passage_units), and the 
 decides what an answer must hold: a "when" question is answered by a sentence with a date, "who" by
 one naming an agency, office or role, and that span is put first: `March 27, 2024 [2]: “...”`.
 Summary questions ("what does X say about Y") get several cited points from the best-matching
-section, in document order, instead of one sentence.
+section, in document order, instead of one sentence. "Why", "define" and "which kinds" questions
+prefer a reason, a definition and a list (`shapes`); a deadline question the deadline over an event's
+date; a date the question states pins the sentence holding it; a "when" question whose dates all sit
+in sentences sharing no word with it gets no answer (the dates are of other events).
 
 Ranking signal: a `scorer(question, sentences) -> scores` when one is given (a trained relevance
 model; > 0 means relevant), else embedding similarity blended with question-word overlap.
@@ -25,7 +28,18 @@ import numpy as np
 from rag.answer.evidence import Evidence, Unit, clean_sentence, not_quotable, passage_units
 from rag.answer.instructions import without_instructions
 from rag.answer.prompts import neutralise_markers
-from rag.answer.qtypes import TYPED, classify, scored_answer_spans
+from rag.answer.qtypes import TYPED, classify, date_spans, scored_answer_spans
+from rag.answer.shapes import (
+    DEADLINE_WINDOW,
+    EXACT_DATE_BONUS,
+    deadline_question,
+    holds_date,
+    is_deadline,
+    is_masthead,
+    pinned_dates,
+    shape,
+    shape_bonus,
+)
 from rag.settings import AnswerSettings
 from rag.text.lexical import lexical_tokens
 from rag.types import AnswerSentence, Passage
@@ -146,6 +160,13 @@ def lexical_match(question: str, text: str, context: str = "") -> float:
     return min(1.0, (len(qtok & own) + CONTEXT_WEIGHT * len(qtok & around)) / len(qtok))
 
 
+def off_question(question: str, text: str) -> bool:
+    """A sentence that shares no content word with the question (acronyms read in full): its date says
+    when something *else* happened ("President Biden signed the order on October 30, 2023" for "When
+    did NTIA hand over its final findings?")."""
+    return bool(_stems(question)) and lexical_match(question, text) == 0.0
+
+
 def score_candidates(question: str, passages: Sequence[Passage], ev: Evidence, embedder: Any, o: AnswerSettings,
                      scorer: Scorer | None = None, qtype: str | None = None) -> list[Candidate]:
     """Every quotable unit of the passages, scored for the question (unsorted).
@@ -184,14 +205,17 @@ def score_candidates(question: str, passages: Sequence[Passage], ev: Evidence, e
         bases = [w * dense + (1 - w) * lexical_match(question, u.text, ctx) + prior for _, u, dense, prior, ctx in units]
         scaled = list(bases)
     out = []
+    form, pinned = shape(question), pinned_dates(question)
     for (n, u, _, _, _), base, sc in zip(units, bases, scaled, strict=True):
-        lead, bonus = None, 0.0
+        if is_masthead(u.text):
+            continue  # a letterhead run into the first sentence
+        lead, bonus = None, shape_bonus(form, u.text, u.kind) + (EXACT_DATE_BONUS if pinned and holds_date(u.text, pinned) else 0.0)
         if qtype in TYPED:
             spans = scored_answer_spans(u.text, question, qtype)
             if spans:
                 score, span = spans[0]
-                if score >= MIN_LEAD:  # a weak span (a capitalised run, a cross-reference) is no answer of the kind
-                    lead, bonus = span.text, TYPE_BONUS * score
+                if score >= MIN_LEAD and not (qtype == "when" and off_question(question, u.text)):
+                    lead, bonus = span.text, bonus + TYPE_BONUS * score  # (a weak span, a capitalised run, is no answer of the kind)
         out.append(Candidate(n, u, base, sc + bonus, lead))
     return out
 
@@ -291,7 +315,17 @@ def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sent
                      for c in chosen]
             return sents, _quotes(chosen, ev), top_base
     typed = next((c for c in cands if c.lead is not None), None) if qtype in TYPED else None
-    if typed is not None and typed.rank >= best.rank - TYPED_WINDOW:
+    dated = [c for c in cands if date_spans(c.unit.text)] if typed is None and qtype == "when" else []
+    if dated and all(off_question(question, c.unit.text) for c in dated):
+        return [], {}, top_base  # dates, but only in sentences about something else: the documents don't say when
+    window = TYPED_WINDOW
+    if typed is not None and qtype == "when" and deadline_question(question):
+        # "By what date ...?" asks for a deadline ("must be received on or before March 27, 2024"), not the date
+        # of an event the passage also mentions ("On October 30, 2023, the President issued ...")
+        due = next((c for c in cands if c.lead is not None and is_deadline(c.unit.text, c.lead)), None)
+        if due is not None and due.rank >= best.rank - DEADLINE_WINDOW:
+            typed, window = due, DEADLINE_WINDOW
+    if typed is not None and typed.rank >= best.rank - window:
         # the best unit holding an answer of the wanted kind, though a unit without one may resemble the
         # question more ("By when?" is answered by "Within 60 days ...", not by the duties it refers to);
         # at most one more, and only another sentence holding a different answer of the wanted kind

@@ -7,7 +7,10 @@ answer. So a count question whose counted thing is not a span of time needs a nu
 in the passages ("at least five regions ... as Priority Geothermal Zones", "two frontier AI models"),
 and a money question needs an amount of money; likewise "which countries / companies / court" needs a
 named country, company or court. When no sentence of the passages has one, the honest answer is that
-the documents do not give it. Pure functions, regexes only, like `qtypes`.
+the documents do not give it. The same holds for a quantity question answered only by spans of time
+("what numerical target ...?" -> "within 120 days"), and for any question whose focus the passages
+barely mention (`focus`: "what tax credit percentage ...?" over a permitting order's passages).
+Pure functions, regexes only, like `qtypes`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rag.answer.focus import missing_focus
 from rag.answer.qtypes import MONTHS, agent_spans, classify, date_spans, number_spans
 from rag.text.lexical import lexical_tokens
 
@@ -98,6 +102,19 @@ def counts_thing(sentence: str, thing: str) -> bool:
     return False
 
 
+_TIME_Q = re.compile(r"\bhow (?:long|soon|often|frequently|old)\b|\b(?:days?|weeks?|months?|years?|hours?|deadline|duration|period|"
+                     r"time ?frame|time|frequency|age|length|date|when)\b", re.I)
+
+
+def has_count(sentence: str) -> bool:
+    """A number that is no span of time, date or bare index: "$500 million", "at least 20 challenges", "100 MW"."""
+    for s in number_spans(sentence):
+        if s.weight >= 0.9 and not ({_stem(w) for w in s.text.split()} & _TIME_STEMS) and not _FREQ_WORDS.search(s.text):
+            return True
+    return False
+
+
+_FREQ_WORDS = re.compile(r"annual|quarterly|monthly|weekly|daily|biennial|every|each", re.I)
 _DATE_Q = re.compile(r"\b(?:on|by|as of)? ?(?:what|which) (?:exact |calendar )?(?:date|day)\b", re.I)
 _CALENDAR = re.compile(rf"\b(?:{MONTHS})\b|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|\b(?:19|20)\d{{2}}-\d{{2}}-\d{{2}}\b", re.I)
 
@@ -180,10 +197,19 @@ def names_thing(sentence: str, thing: str, question: str = "") -> bool:
 
 def missing_answer_kind(question: str, sentences: Iterable[str]) -> str | None:
     """What the question needs that no sentence holds ("number of acres", "amount of money", "calendar
-    date" for an explicit "on what date" question, "named countries" for "which countries"), or None.
+    date" for an explicit "on what date" question, "named countries" for "which countries", a number
+    that is no span of time for another quantity question), or None; failing those, the question's
+    focus when the sentences mention less than half of it (`focus.missing_focus`).
     "When" alone is not checked: "within 60 days of this memorandum" answers "by when must agencies ...?"."""
-    qtype = classify(question)
     sentences = list(sentences)
+    kind = _missing_kind(question, sentences)
+    if kind is None and (focus := missing_focus(question, sentences)):
+        return f"mention of {focus}"  # a near-topic question: its focus ("tax credit percentage") is in no passage
+    return kind
+
+
+def _missing_kind(question: str, sentences: list[str]) -> str | None:
+    qtype = classify(question)
     thing = named_class(question) if qtype not in ("how_many", "when", "summary", "yesno") else None
     if thing and not any(names_thing(s, thing, question) for s in sentences):
         return f"named {thing}"
@@ -197,5 +223,7 @@ def missing_answer_kind(question: str, sentences: Iterable[str]) -> str | None:
     money_q = bool(re.search(r"\bhow much\b|^(?:what|which)\b", question, re.I) and _MONEY_Q.search(question))
     if money_q and "how many" not in question.lower() and not any(_MONEY.search(s) for s in sentences):
         return "amount of money"
+    if not thing and not _TIME_Q.search(question) and not any(has_count(s) for s in sentences):
+        return "number other than a time span"  # "what numerical target ...?" is not answered by "within 120 days"
     return None
 
