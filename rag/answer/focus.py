@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from rag.answer.qtypes import _LEAD_CLAUSE
+from rag.answer.qtypes import question_core
 from rag.text.lexical import lexical_tokens
 
 
@@ -88,10 +88,7 @@ def focus_words(question: str) -> list[str]:
     ("the federal minimum wage for AI engineers under ..." -> minimum, wage, engineers),
     or the subject of a "say about" request. Frame words, small words and the setting ("AI", "US",
     "federal") are left out; [] when the question has no such phrase (then nothing is checked)."""
-    q = " ".join(question.split())
-    parts = [p for p in re.split(r"(?<=[.?!])\s+", q) if p]
-    q = next((p for p in reversed(parts) if p.endswith("?")), q)
-    q = _LEAD_CLAUSE.sub("", q)
+    q = question_core(question)
     words: list[str] = []
     m = _ABOUT.search(q)
     if m:

@@ -87,6 +87,18 @@ _LEAD_CLAUSE = re.compile(
 )
 
 
+def last_question(question: str) -> str:
+    """The sentence that asks ("Context. When had that order been signed?" -> the second), spaces normalised."""
+    q = " ".join(question.split()).strip()
+    parts = [p for p in re.split(r"(?<=[.?!])\s+", q) if p]
+    return next((p for p in reversed(parts) if p.endswith("?")), q)
+
+
+def question_core(question: str) -> str:
+    """The asking sentence without its lead clause ("Under M-24-10, ..."): where shapes and focus phrases are read."""
+    return _LEAD_CLAUSE.sub("", last_question(question))
+
+
 def classify(question: str) -> QType:
     """The kind of answer a question wants.
 
@@ -94,9 +106,7 @@ def classify(question: str) -> QType:
     how many days" wants a number though it is about time; a list or definition question ("what are
     the three pillars", "what is the Genesis Mission") is answered by a sentence, not a span.
     """
-    q = " ".join(question.split()).strip()
-    parts = [p for p in re.split(r"(?<=[.?!])\s+", q) if p]
-    q = next((p for p in reversed(parts) if p.endswith("?")), q)  # "Context. When had that order been signed?"
+    q = last_question(question)
     lead = _LEAD_CLAUSE.sub("", q)
     if _SUMMARY.search(lead) or _SUMMARY.search(q):
         return "summary"

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 
-from rag.answer.qtypes import _LEAD_CLAUSE, MONTHS
+from rag.answer.qtypes import MONTHS
+from rag.answer.qtypes import question_core as _core
 
 CAUSE_BONUS = 0.25  # a sentence giving a cause or purpose ("because", "so that"), for a "why" question
 REASON_BONUS = 0.1  # one naming a benefit, risk or need, for a "why" question
@@ -58,13 +59,6 @@ _LIST_Q = re.compile(
     r"|^(?:what|which) (?:are|were) the (?:two|three|four|five|six|seven|eight|nine|ten|\d+)\b",
     re.I,
 )
-
-
-def _core(question: str) -> str:
-    q = " ".join(question.split())
-    parts = [p for p in re.split(r"(?<=[.?!])\s+", q) if p]
-    q = next((p for p in reversed(parts) if p.endswith("?")), q)
-    return _LEAD_CLAUSE.sub("", q)
 
 
 def shape(question: str) -> str | None:
