@@ -15,7 +15,7 @@ from helpers import make_pdf
 from rag.errors import IndexMismatchError
 from rag.index.build import build_index
 from rag.index.chunk import chunk_signature
-from rag.index.manifest import read_manifest
+from rag.index.manifest import Manifest, read_manifest
 from rag.index.reader import IndexStore
 from rag.retrieve.retriever import Retriever
 from rag.settings import Settings
@@ -93,6 +93,37 @@ def test_refuses_model_or_chunk_mismatch(index_copy, embedder):
     # --full with the new settings works and the index then opens with them
     build_index(Settings(corpus=corpus, index=index, chunking={"tokens": 120}), full=True, embedder=embedder)
     Retriever.open(Settings(index=index, chunking={"tokens": 120}), embedder)
+
+
+class _Int8Labelled:
+    """The shared embedder, reporting the vectors of an int8 ONNX embedder (what the manifest check reads)."""
+
+    vectors = "int8-channel"
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_refuses_to_mix_int8_and_fp32_vectors(index_copy, embedder):
+    corpus, index = index_copy
+    int8 = _Int8Labelled(embedder)
+    with pytest.raises(IndexMismatchError, match=r"holds fp32 embeddings, but the settings give int8-channel.*--full"):
+        Retriever.open(Settings(index=index), int8)
+    (corpus / "new-note.md").write_text("# Note\n\nCanal locks are inspected every spring by the harbour board.\n")
+    with pytest.raises(IndexMismatchError, match="embedding.quantize"):
+        build_index(Settings(corpus=corpus, index=index), embedder=int8)  # would add int8 rows to fp32 ones
+    assert "new-note.md" not in IndexStore(index).manifest.documents  # nothing changed
+    build_index(Settings(corpus=corpus, index=index), full=True, embedder=int8)
+    assert IndexStore(index).manifest.embedding.vectors == "int8-channel"
+    Retriever.open(Settings(index=index), int8)
+    with pytest.raises(IndexMismatchError, match="holds int8-channel embeddings"):
+        Retriever.open(Settings(index=index), embedder)
+    old = IndexStore(index).manifest.to_dict()
+    del old["embedding"]["vectors"]  # an index from before the field: not known, so not refused
+    Manifest.from_dict(old).check_vectors("fp32", index)
 
 
 def test_bad_file_skipped_and_nothing_lost(index_copy, embedder):
@@ -192,5 +223,5 @@ def test_vectors_are_normalised_and_stored(built_fixture_index):
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
     m = json.loads((store.generation / "manifest.json").read_text())
     assert m["embedding"] == {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "max_seq_length": 256,
-                              "normalized": True, "metric": "inner_product"}
+                              "normalized": True, "metric": "inner_product", "vectors": "fp32"}
     assert m["chunking"]["chunk_tokens"] == 200 and set(m["documents"]) and m["counts"]["chunks"] == len(store)

@@ -351,6 +351,7 @@ class OnnxEmbedder:
         self.batch_size = batch_size
         self.quantized = quantize
         self.backend = "onnx-int8" if quantize else "onnx"
+        self.vectors = f"int8-{int8}" if quantize else "fp32"  # recorded in the index manifest (check_vectors)
         self.dimension = int(self.enc.encode(["x"], 1).shape[1])
         self.special_tokens = len(self.enc.plain.encode("x", add_special_tokens=True).ids) - len(
             self.enc.plain.encode("x", add_special_tokens=False).ids

@@ -23,7 +23,7 @@ from rag.faults import checkpoint
 from rag.index.chunk import ChunkConfig, chunk_document, chunk_signature
 from rag.index.faiss_ops import needs_retrain, rebuild_faiss, remove_ids, resolve_kind
 from rag.index.layout import SQLITE, build_lock, current_generation, faiss_ids, new_faiss_index, prune_generations
-from rag.index.manifest import DocumentEntry, EmbeddingInfo, Manifest
+from rag.index.manifest import DocumentEntry, EmbeddingInfo, Manifest, vector_kind
 from rag.index.plan import FileState, Plan, plan_corpus
 from rag.index.reader import generation_problems
 from rag.index.report import BuildReporter, BuildResult, NullReporter
@@ -126,6 +126,8 @@ class _Build:
             from rag.index.embed import embedder_for
 
             emb = embedder_for(self.settings)
+        if manifest is not None and not self.full:
+            manifest.check_vectors(vector_kind(emb), self.index_dir)  # an incremental build adds to these vectors
         base = None if (self.full or manifest is None) else current_generation(self.index_dir)
         writer = GenerationWriter(self.index_dir, base)
         checkpoint("build.writer_ready")
@@ -360,7 +362,8 @@ class _Build:
             index_id=uuid.uuid4().hex[:16],
             built_at=datetime.now(UTC).isoformat(timespec="seconds"),
             build_seconds=round(r.seconds, 3),
-            embedding=EmbeddingInfo(model=self.settings.embedding.model, dimension=emb.dimension, max_seq_length=emb.max_seq_length),
+            embedding=EmbeddingInfo(model=self.settings.embedding.model, dimension=emb.dimension, max_seq_length=emb.max_seq_length,
+                                    vectors=vector_kind(emb)),
             chunking=chunk_signature(self.settings.chunking),
             faiss={"type": self.kind, "hnsw_m": f.hnsw_m, **({"ivf_trained_n": self.trained_n} if self.kind == "ivf" else {})},
             corpus=str(self.corpus.resolve()),

@@ -49,6 +49,8 @@ class EmbeddingInfo:
     max_seq_length: int
     normalized: bool = True
     metric: str = "inner_product"
+    # "fp32" (torch and ONNX fp32 give the same vectors) or "int8-<recipe>"; "" = an index from before it was recorded
+    vectors: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ class Manifest:
                 build_seconds=None if d.get("build_seconds") is None else float(d["build_seconds"]),
                 embedding=EmbeddingInfo(model=str(emb["model"]), dimension=int(emb["dimension"]),
                                         max_seq_length=int(emb.get("max_seq_length", 0)),
-                                        normalized=bool(emb.get("normalized", True)), metric=str(emb.get("metric", "inner_product"))),
+                                        normalized=bool(emb.get("normalized", True)), metric=str(emb.get("metric", "inner_product")),
+                                        vectors=str(emb.get("vectors", ""))),
                 chunking=dict(d.get("chunking") or {}),
                 faiss=dict(d.get("faiss") or {"type": "flat"}),
                 corpus=str(d.get("corpus", "")),
@@ -175,6 +178,21 @@ class Manifest:
             raise IndexMismatchError(
                 f"index at {index_dir} was built with other chunk settings ({desc}); run `rag index build --full` to rebuild it"
             )
+
+
+    def check_vectors(self, vectors: str, index_dir: Path) -> None:
+        """Refuse to mix int8 and fp32 embeddings (or two int8 recipes) in one index: a query embedded one way
+        against passages embedded the other loses up to 2.8 points of MRR (benchmarks/RESULTS.md, issue 16)."""
+        if self.embedding.vectors and vectors != self.embedding.vectors:
+            raise IndexMismatchError(
+                f"index at {index_dir} holds {self.embedding.vectors} embeddings, but the settings give {vectors} ones "
+                f"(embedding.quantize); run `rag index build --full` to rebuild it (or set embedding.quantize back)"
+            )
+
+
+def vector_kind(embedder: Any) -> str:
+    """What an embedder's vectors are, as the manifest records them ("fp32", "int8-channel")."""
+    return str(getattr(embedder, "vectors", "fp32"))
 
 
 def _optional_dict(v: Any) -> dict[str, Any] | None:

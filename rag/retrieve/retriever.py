@@ -18,6 +18,7 @@ import numpy as np
 
 from rag.errors import ConfigError
 from rag.index.chunk import chunk_signature
+from rag.index.manifest import vector_kind
 from rag.index.reader import IndexStore
 from rag.retrieve.filters import Filters
 from rag.retrieve.fusion import convex_fusion, dedupe, rrf
@@ -46,6 +47,7 @@ class Retriever:
             from rag.index.embed import embedder_for
 
             embedder = embedder_for(settings)
+        store.manifest.check_vectors(vector_kind(embedder), store.index_dir)
         return cls(store, embedder, settings)
 
     def refresh(self) -> bool:
@@ -60,6 +62,7 @@ class Retriever:
             if not self.store.is_stale():
                 return False
             new = IndexStore.open(self.store.index_dir, self.settings.embedding.model, chunk_signature(self.settings.chunking))
+            new.manifest.check_vectors(vector_kind(self.embedder), new.index_dir)
             new.set_search_params(self.settings.faiss.hnsw_ef_search, self.settings.faiss.ivf_nprobe)
             _ = new.bm25  # loaded before anyone reads it: a later build may delete this generation's files
             self.store = new  # the old generation closes when its last reader lets go of it
