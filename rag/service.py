@@ -267,7 +267,10 @@ class RagService:
             pending = plan_corpus(Path(s.corpus), manifest).pending()
         problem = None
         try:
+            from rag.index.embed import vectors_for
+
             manifest.check_compatible(s.embedding.model, chunk_signature(s.chunking), index_dir)
+            manifest.check_vectors(vectors_for(s), index_dir)
         except RagError as e:
             problem = str(e)
         return {

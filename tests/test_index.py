@@ -121,6 +121,15 @@ def test_refuses_to_mix_int8_and_fp32_vectors(index_copy, embedder):
     Retriever.open(Settings(index=index), int8)
     with pytest.raises(IndexMismatchError, match="holds int8-channel embeddings"):
         Retriever.open(Settings(index=index), embedder)
+    from rag.index.embed import vectors_for
+    from rag.service import RagService
+
+    fp32 = Settings(index=index, corpus=corpus, embedding={"backend": "onnx"})
+    assert vectors_for(fp32) == "fp32"
+    assert vectors_for(Settings(embedding={"backend": "onnx", "quantize": True})) == "int8-channel"
+    assert vectors_for(Settings(embedding={"backend": "torch", "quantize": True})) == "fp32"  # torch ignores quantize
+    st = RagService(fp32).status()  # `rag index status` says so without loading a model
+    assert not st["compatible_with_settings"] and "holds int8-channel embeddings" in st["problem"]
     old = IndexStore(index).manifest.to_dict()
     del old["embedding"]["vectors"]  # an index from before the field: not known, so not refused
     Manifest.from_dict(old).check_vectors("fp32", index)

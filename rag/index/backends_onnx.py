@@ -30,6 +30,9 @@ from rag.errors import ModelLoadError
 KINDS = ("embed", "score")
 
 
+EMBED_INT8 = "channel"  # the embedder's int8 recipe (onnx_opt.INT8_RECIPES), recorded in manifests as "int8-channel"
+
+
 def onnx_available() -> bool:
     import importlib.util
 
@@ -334,7 +337,7 @@ class OnnxEmbedder:
         quantize: bool = False,
         threads: int = 0,
         *,
-        int8: str = "channel",
+        int8: str = EMBED_INT8,
     ) -> None:
         # int8 = "channel" (per-channel weights, embeddings fp32): on held-out PolicyQA/ObliQA its MRR@10 stays within
         # 0.4 point of fp32, where the per-tensor "dynamic" recipe lost 1.2-1.8 on ObliQA (benchmarks/bench_embed_quality.py)

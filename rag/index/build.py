@@ -208,6 +208,9 @@ class _Build:
             if old is None or gen is None or generation_problems(gen, old):
                 return None
             old.check_compatible(self.settings.embedding.model, chunk_signature(self.settings.chunking), self.index_dir)
+            from rag.index.embed import vectors_for
+
+            old.check_vectors(vector_kind(self.embedder) if self.embedder is not None else vectors_for(self.settings), self.index_dir)
         except RagError:
             return None
         return gen, old

@@ -191,6 +191,16 @@ def get_embedder(model_name: str, device: str = "auto", batch_size: int = 64, ba
     return Embedder(model_name, device, batch_size)
 
 
+def vectors_for(settings: Any) -> str:
+    """The vectors `embedder_for(settings)` gives, as the manifest records them (`fp32`, `int8-channel`), without
+    loading a model: `rag index status` and `--full` compare them with an index's."""
+    from rag.index.backends_onnx import EMBED_INT8
+
+    e = settings.embedding
+    onnx = choose_embedding_backend(e.model, e.device, e.backend) == "onnx"
+    return f"int8-{EMBED_INT8}" if onnx and e.quantize else "fp32"
+
+
 def embedder_for(settings: Any) -> Any:
     """The embedder that `settings.embedding` names (backend, quantization, cache dir for exported models)."""
     e = settings.embedding
