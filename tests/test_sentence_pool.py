@@ -167,3 +167,19 @@ def test_the_extractive_answer_from_a_preselected_pool_quotes_the_deeper_answer(
         assert sents[0].citations == (len(pool),) and "March 27, 2024" in sents[0].text
         assert quotes[len(pool)][0] in pool[-1].chunk.text
     assert texts[0] == texts[1]
+
+
+def test_pre_selection_gives_the_shape_bonus_the_ranking_gives():
+    """A "why" question's reason, deep in the pool, must survive the pre-selection as it would the extractive ranking."""
+    from rag.answer.evidence import passage_sentences
+    from rag.answer.pool import prescore
+
+    text = ("The plan encourages open-weight models for businesses. "
+            "Open-weight models matter because many businesses hold sensitive data they cannot send to closed vendors.")
+    p = passage(text, chunk_id="c1", source="plan.md", scores={"dense": 0.5, "rerank_p": 0.2})
+    sents = passage_sentences(text)
+    why = {u.text: s for s, u, _ in prescore("Why does the plan encourage open-weight models?", p, sents, "what")}
+    what = {u.text: s for s, u, _ in prescore("What does the plan encourage about open-weight models?", p, sents, "what")}
+    reason, restated = (next(t for t in why if "because" in t), next(t for t in why if "because" not in t))
+    assert why[reason] - what[reason] > 0.2  # the cause bonus (0.25) on top of the same word overlap
+    assert abs(why[restated] - what[restated]) < 0.1  # the restating sentence earns none

@@ -29,6 +29,7 @@ from rag.answer.evidence import (
 )
 from rag.answer.extractive import MIN_LEAD, TYPE_BONUS, lexical_match
 from rag.answer.qtypes import TYPED, classify, scored_answer_spans
+from rag.answer.shapes import shape, shape_bonus
 from rag.types import Passage
 
 PASSAGE_WEIGHT = 0.3  # x the passage's reranker probability: a unit of a passage the scorer believes in is kept first
@@ -64,13 +65,15 @@ def prescore(
 ) -> list[tuple[float, Unit, tuple[int, ...]]]:
     """(cheap score, unit, the sentence indices it needs: its parts and the heading line above it) for
     every quotable unit of a passage. Question-word overlap (its heading context counted as extractive
-    counts it) + the type bonus extractive would give + PASSAGE_WEIGHT x the passage's reranker probability."""
+    counts it) + the type and shape bonuses extractive would give + PASSAGE_WEIGHT x the passage's reranker probability."""
     out = []
     section = passage.chunk.section.rsplit(" > ", 1)[-1]
     prior = PASSAGE_WEIGHT * float(passage.scores.get("rerank_p", 0.0))
+    form = shape(query)
     for u in passage_units(sents):
         h = _heading_before(sents, u)
         score = lexical_match(query, u.text, " ".join([section, *([sents[h]] if h is not None else [])])) + prior
+        score += shape_bonus(form, u.text, u.kind)  # as extractive will: a reason for "why", a list for "which kinds"
         if qtype in TYPED:
             spans = scored_answer_spans(u.text, query, qtype)
             if spans and spans[0][0] >= MIN_LEAD:
