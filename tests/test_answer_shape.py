@@ -11,8 +11,15 @@ import pytest
 from helpers import passage
 
 from rag.answer.attribution import attribute
-from rag.answer.evidence import clean_sentence, is_leadin, not_quotable, passage_units, strip_footnote_marker
-from rag.answer.extractive import extractive
+from rag.answer.evidence import (
+    clean_sentence,
+    is_leadin,
+    not_quotable,
+    passage_sentences,
+    passage_units,
+    strip_footnote_marker,
+)
+from rag.answer.extractive import context_before, extractive
 from rag.answer.facts import (
     extract_facts,
     missing_facts,
@@ -30,6 +37,7 @@ from rag.answer.qtypes import (
     identifier_spans,
     name_spans,
     number_spans,
+    scored_answer_spans,
 )
 from rag.types import AnswerSentence, Passage
 
@@ -266,6 +274,15 @@ def test_answer_spans_skip_what_the_question_already_says():
     assert answer_spans(s, q, "how_many")[0].text == "at least two frontier AI models"  # what is counted, not "180 days"
     s = "Within 60 days of the issuance of this memorandum, the head of each agency must designate a CAIO."
     assert answer_spans(s, "Within how many days must each agency designate a CAIO?", "how_many")[0].text == "60 days"
+    # "how many weeks" counts weeks, not the 90 actions a sentence nearer the question's words counts
+    q = "For how many weeks could the public send in suggestions for the AI plan?"
+    weeks = scored_answer_spans("Comments were submitted over a seven-week span and closed on March 15th.", q, "how_many")
+    actions = scored_answer_spans("The Plan identifies over 90 Federal policy actions across three pillars.", q, "how_many")
+    assert weeks[0][1].text == "seven-week" and weeks[0][0] > actions[0][0]
+    # a date whose month and year the question states is the question's own, not its answer
+    q = "If a use could not meet the minimum practices in time for December 2024, by what date did the agency have to ask for more time?"
+    assert [x.text for x in answer_spans("Agencies must meet the practices by December 1, 2024.", q, "when")] == []
+    assert answer_spans("Such an extension request must be submitted to OMB by October 15, 2024.", q, "when")[0].text == "October 15, 2024"
 
 
 # -- what may be quoted -----------------------------------------------------------------------
@@ -337,6 +354,22 @@ def test_which_question_names_the_officer_and_never_quotes_a_heading(embedder):
     sents, _, _ = extractive("What must agencies designate under OMB memo M-24-10?", passages, embedder)
     assert sents[0].text.startswith("Chief AI Officer (CAIO): “") and sents[0].citations == (2,)
     assert "SECTION 5 OF" not in quoted(sents) and "OVERVIEW" not in quoted(sents)
+
+
+EXTENSION = ("For a particular use of AI that cannot feasibly meet the minimum risk management practices in Section 5(c) of OMB "
+             "Memorandum M-24-10 by December 1, 2024, an agency may request an extension of that deadline by up to one year. "
+             "Such an extension request must be submitted to OMB by October 15, 2024. Agencies should describe the practices "
+             "they cannot meet.")
+
+
+def test_a_sentence_pointing_back_is_read_with_the_sentence_it_points_to(embedder):
+    sents = passage_sentences(EXTENSION)
+    units = passage_units(sents)
+    assert context_before(sents, units[1]) == 0  # "Such an extension request ..." reads with the sentence before it
+    assert context_before(sents, units[0]) is None and context_before(sents, units[2]) is None
+    q = "If an agency could not bring a high-risk AI use up to the minimum safeguards in time for December 2024, by what date did it have to ask for more time?"
+    sents_, _, _ = extractive(q, [P(EXTENSION, "instructions.pdf")], embedder)
+    assert render(sents_).startswith("October 15, 2024 [1]: “Such an extension request")
 
 
 def test_how_many_question(embedder):

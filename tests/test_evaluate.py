@@ -49,6 +49,9 @@ def test_key_fact_is_a_normalised_containment():
     assert contains_answer(answer, ["the Chief AI Officer", "March 27, 2024"]) == 1.0
     assert contains_answer(answer, ["March 28, 2024"]) == 0.0
     assert contains_answer("Over 10,000 comments", ["0,000"]) == 0.0  # whole words only
+    assert contains_answer("develop new export controls on semiconductor manufacturing sub-systems.", ["manufacturing subsystems"]) == 1.0
+    assert contains_answer("over a seven-week span", ["seven week"]) == 1.0
+    assert contains_answer("over a seven-week span", ["sevenweeks"]) == 0.0
     assert contains_answer("anything", []) == 0.0
 
 

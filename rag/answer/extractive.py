@@ -123,17 +123,27 @@ def acronym_expansions(text: str, words: Sequence[str]) -> dict[str, set[str]]:
     return out
 
 
-def _heading_before(sents: Sequence[str], unit: Unit) -> int | None:
-    """Index of the heading line just above the unit ("i. Designating Chief AI Officers." above
-    "Within 60 days ..., the head of each agency must designate a CAIO."), if there is one."""
+_POINTS_BACK = re.compile(r"^(?:such|this|these|that|those|it|they|its|their|the same|said)\b", re.I)
+
+
+def context_before(sents: Sequence[str], unit: Unit) -> int | None:
+    """Index of the line a reader needs just above the unit, if there is one: the heading ("i. Designating
+    Chief AI Officers." above "Within 60 days ..., the head of each agency must designate a CAIO."), or the
+    sentence a unit that opens by pointing back refers to ("Such an extension request must be submitted to
+    OMB by October 15, 2024." after the sentence saying what may be extended). Read alone, such a unit
+    shares few words with the question it answers."""
     i = unit.parts[0] - 1
-    return i if i >= 0 and not_quotable(clean_sentence(sents[i])) == "heading" else None
+    if i < 0:
+        return None
+    if not_quotable(clean_sentence(sents[i])) == "heading" or _POINTS_BACK.match(clean_sentence(sents[unit.parts[0]])):
+        return i
+    return None
 
 
 def _context(passage: Passage, sents: Sequence[str], unit: Unit) -> str:
     """What a reader sees above a unit: its section's own heading and a heading line just before it.
     A sentence often answers in the words of its heading, not its own."""
-    h = _heading_before(sents, unit)
+    h = context_before(sents, unit)
     return " ".join([passage.chunk.section.rsplit(" > ", 1)[-1], *([sents[h]] if h is not None else [])])
 
 
@@ -190,8 +200,8 @@ def score_candidates(question: str, passages: Sequence[Passage], ev: Evidence, e
             safe = without_instructions(u.text)  # text planted to steer a model is never quoted as an answer
             if safe is not None:
                 dense = float(max(sims[i] for i in u.parts))
-                h = _heading_before(sents, u)
-                if h is not None:  # read with its heading: "Designating Chief AI Officers. Within 60 days ..."
+                h = context_before(sents, u)
+                if h is not None:  # read with its heading ("Designating Chief AI Officers. Within 60 days ...") or antecedent
                     dense = max(dense, (dense + float(sims[h])) / 2)
                 units.append((n, u if safe == u.text else replace(u, text=safe), dense, prior, _context(passages[n - 1], sents, u)))
     if not units:

@@ -20,14 +20,12 @@ from typing import Any
 from rag.answer.evidence import (
     Evidence,
     Unit,
-    clean_sentence,
     embed_sentences,
-    not_quotable,
     passage_sentences,
     passage_units,
     prefetch_evidence,
 )
-from rag.answer.extractive import MIN_LEAD, TYPE_BONUS, lexical_match
+from rag.answer.extractive import MIN_LEAD, TYPE_BONUS, context_before, lexical_match
 from rag.answer.qtypes import TYPED, classify, scored_answer_spans
 from rag.answer.shapes import shape, shape_bonus
 from rag.types import Passage
@@ -55,11 +53,6 @@ def pool_passages(
     return [*passages, *(replace(p, rank=len(passages) + i + 1) for i, p in enumerate(extra))]
 
 
-def _heading_before(sents: Sequence[str], unit: Unit) -> int | None:
-    i = unit.parts[0] - 1
-    return i if i >= 0 and not_quotable(clean_sentence(sents[i])) == "heading" else None
-
-
 def prescore(
     query: str, passage: Passage, sents: Sequence[str], qtype: str
 ) -> list[tuple[float, Unit, tuple[int, ...]]]:
@@ -71,7 +64,7 @@ def prescore(
     prior = PASSAGE_WEIGHT * float(passage.scores.get("rerank_p", 0.0))
     form = shape(query)
     for u in passage_units(sents):
-        h = _heading_before(sents, u)
+        h = context_before(sents, u)
         score = lexical_match(query, u.text, " ".join([section, *([sents[h]] if h is not None else [])])) + prior
         score += shape_bonus(form, u.text, u.kind)  # as extractive will: a reason for "why", a list for "which kinds"
         if qtype in TYPED:

@@ -404,12 +404,14 @@ def scored_answer_spans(sentence: str, question: str, qtype: str) -> list[tuple[
         stoks = {_stem(t) for t in lexical_tokens(s.text)}
         if not stoks or stoks <= qtoks or s.text.lower() in qnorm:
             continue
+        if s.kind == "date" and {t for t in stoks if not (t.isdigit() and len(t) <= 2)} <= qtoks:
+            continue  # "December 1, 2024" for "... in time for December 2024, by what date ...?": the question's own date
         weight = s.weight
         if person and s.weight < 0.6 and 2 <= len(s.text.split()) <= 3:
             weight = 0.9  # "Which NTIA staffer ...": a person's name is the answer
         if qtype == "which" and (s.kind == "identifier") != ident_q:
             weight *= 0.5  # "which executive order" wants "EO 14110"; "what must agencies designate" no "Section 5(b)"
-        fresh = len(stoks - qtoks) / len(stoks)
+        fresh = len(stoks - qtoks) / len(stoks - units) if stoks - units else 0.0  # the unit counted is the question's own
         if s.kind == "identifier":  # "Executive Order 14110" is new when its number is, whatever the words
             fresh = float(any(any(c.isdigit() for c in t) and t not in qtoks for t in stoks))
         if units:  # "how many frontier models": the count of models, not "180 days"
@@ -417,8 +419,8 @@ def scored_answer_spans(sentence: str, question: str, qtype: str) -> list[tuple[
             after = {_stem(t) for t in lexical_tokens(" ".join(sentence[s.end:].split()[:4]))} if bare else set()
             if units & (stoks | after):
                 weight += 0.5
-            elif stoks & _TIME_UNITS:
-                weight *= 0.5
+            elif stoks & _TIME_UNITS or units & _TIME_UNITS:
+                weight *= 0.5  # "how many frontier models" is no "180 days"; "how many weeks" no "over 90 actions"
         gaps = [s.start - end for end, w in sent_words if w in qtoks and len(w) >= 3 and 0 <= s.start - end <= 40]
         near = 0.5 if gaps and min(gaps) <= 12 else (0.25 if gaps else 0.0)  # "designate a Chief AI Officer"
         spans.append((weight * (0.6 + 0.4 * fresh) + near, s))
