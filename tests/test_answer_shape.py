@@ -33,10 +33,12 @@ from rag.answer.qtypes import (
     agent_spans,
     answer_spans,
     classify,
+    counts_asked,
     date_spans,
     identifier_spans,
     name_spans,
     number_spans,
+    past_event_question,
     scored_answer_spans,
 )
 from rag.types import AnswerSentence, Passage
@@ -370,6 +372,48 @@ def test_a_sentence_pointing_back_is_read_with_the_sentence_it_points_to(embedde
     q = "If an agency could not bring a high-risk AI use up to the minimum safeguards in time for December 2024, by what date did it have to ask for more time?"
     sents_, _, _ = extractive(q, [P(EXTENSION, "instructions.pdf")], embedder)
     assert render(sents_).startswith("October 15, 2024 [1]: “Such an extension request")
+
+
+TASK_FORCE = ("Within 30 days of the date of this order, the Attorney General shall establish an AI Litigation Task Force whose "
+              "sole responsibility shall be to challenge State AI laws. By December 16, 2024, each agency must submit an inventory "
+              "of its AI use cases. The Attorney General shall act consistent with Executive Order 12250 of November 2, 1980 "
+              "(Leadership and Coordination of Nondiscrimination Laws).")
+
+
+def test_past_event_questions_want_a_reported_date():
+    assert past_event_question("When did the Justice Department's litigation team file its first case against a state?")
+    assert past_event_question("When had that Biden order been signed?")
+    for q in ("When did agencies have to designate a CAIO?", "When was the task force supposed to be set up?",
+              "When were NTIA comments due?", "When must agencies submit extension requests?"):
+        assert not past_event_question(q), q
+    q = "When did the litigation team file its first case?"
+    assert [s.text for s in answer_spans(TASK_FORCE, q, "when")] == []  # a period, a prescription, another order's date
+    signed = "The order revoked Executive Order 14110 of October 30, 2023 (Safe, Secure, and Trustworthy AI)."
+    assert answer_spans(signed, "When had the revoked order been signed?", "when")[0].text == "October 30, 2023"
+    assert answer_spans(signed, "When did the agency first use the system?", "when") == []
+    reported = "On October 30, 2023, President Biden issued an Executive order on safe AI."
+    assert answer_spans(reported, "When did the President issue the order on safe AI?", "when")[0].text == "October 30, 2023"
+
+
+def test_a_past_event_the_documents_only_prescribe_is_not_answered(embedder):
+    sents, _, _ = extractive("When did the Justice Department's AI litigation team file its first case against a state?",
+                             [P(TASK_FORCE, "eo.md")], embedder)
+    assert sents == []  # the order says when the task force must be set up, not when any case was filed
+    sents, _, _ = extractive("Within how many days must the Attorney General establish the AI Litigation Task Force?",
+                             [P(TASK_FORCE, "eo.md")], embedder)
+    assert render(sents).startswith("30 days [1]")
+
+
+def test_how_many_weeks_quotes_the_count_of_weeks(embedder):
+    plan = P("The Plan identifies over 90 Federal policy actions across three pillars that the Trump Administration will take "
+             "in the coming weeks and months.", "plan.md", 0)
+    rfi = P("Comments were submitted over a seven-week span and closed on March 15th, ranging in topics from chip manufacturing "
+            "to workforce training.", "rfi.md", 1)
+    assert counts_asked(rfi.chunk.text, "seven-week", "For how many weeks could the public comment on the AI plan?")
+    assert not counts_asked(plan.chunk.text, "over 90", "For how many weeks could the public comment on the AI plan?")
+    assert not counts_asked(plan.chunk.text, "over 90", "How many were there?")
+    sents, _, _ = extractive("For how many weeks could the public send in suggestions for Trump's AI plan?", [plan, rfi], embedder)
+    assert render(sents).startswith("Seven-week [2]")
 
 
 def test_how_many_question(embedder):

@@ -28,7 +28,7 @@ import numpy as np
 from rag.answer.evidence import Evidence, Unit, clean_sentence, not_quotable, passage_units
 from rag.answer.instructions import without_instructions
 from rag.answer.prompts import neutralise_markers
-from rag.answer.qtypes import TYPED, classify, date_spans, scored_answer_spans
+from rag.answer.qtypes import TYPED, classify, counts_asked, date_spans, past_event_question, scored_answer_spans
 from rag.answer.shapes import (
     DEADLINE_WINDOW,
     EXACT_DATE_BONUS,
@@ -325,6 +325,8 @@ def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sent
                      for c in chosen]
             return sents, _quotes(chosen, ev), top_base
     typed = next((c for c in cands if c.lead is not None), None) if qtype in TYPED else None
+    if typed is None and qtype == "when" and past_event_question(question):
+        return [], {}, top_base  # no date that reports the event asked about (qtypes.reports_event): the documents don't say when
     dated = [c for c in cands if date_spans(c.unit.text)] if typed is None and qtype == "when" else []
     if dated and all(off_question(question, c.unit.text) for c in dated):
         return [], {}, top_base  # dates, but only in sentences about something else: the documents don't say when
@@ -335,6 +337,11 @@ def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sent
         due = next((c for c in cands if c.lead is not None and is_deadline(c.unit.text, c.lead)), None)
         if due is not None and due.rank >= best.rank - DEADLINE_WINDOW:
             typed, window = due, DEADLINE_WINDOW
+    if typed is not None and qtype == "how_many":
+        # "for how many weeks ...?" quotes the count of weeks though a count of something else resembles the question more
+        counted = next((c for c in cands if c.lead is not None and counts_asked(c.unit.text, c.lead, question)), None)
+        if counted is not None and counted is not typed and counted.rank >= best.rank - DEADLINE_WINDOW:
+            typed, window = counted, DEADLINE_WINDOW
     if typed is not None and typed.rank >= best.rank - window:
         # the best unit holding an answer of the wanted kind, though a unit without one may resemble the
         # question more ("By when?" is answered by "Within 60 days ...", not by the duties it refers to);

@@ -190,13 +190,16 @@ def _overlaps(a: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
     return any(a[0] < e and s < a[1] for s, e in taken)
 
 
+RELATIVE_DATE = 0.7  # the weight of a period counted from an event ("within 60 days"): a deadline, not a date
+
+
 def date_spans(sentence: str) -> list[Span]:
     """Dates and deadlines: "March 27, 2024", "2024-03-27", "within 60 days", "fiscal year 2025", "no later than 2028"."""
     out: list[Span] = []
     for m in DATE_RE.finditer(sentence):
         txt = m.group(0)
         relative = txt.lower().startswith(("within", "after", "in ", "for "))
-        out.append(Span(m.start(), m.end(), txt, "date", 0.7 if relative else 1.0))
+        out.append(Span(m.start(), m.end(), txt, "date", RELATIVE_DATE if relative else 1.0))
     for m in _YEAR_RE.finditer(sentence):
         if not _overlaps((m.start(1), m.end(1)), [(x.start, x.end) for x in out]):
             out.append(Span(m.start(1), m.end(1), m.group(1), "date", 0.6))
@@ -375,6 +378,34 @@ _IDENT_Q = re.compile(rf"(?:^|\b(?:in|under|at|of) )(?:which|what) {_MOD}(?:orde
 _PERSON_Q = re.compile(r"\b(?:staffer|person|individual|contact|employee|named|name|whom)\b", re.I)
 
 
+_PAST_EVENT = re.compile(r"\bwhen (?:did|had|was|were)\b(?!.*\b(?:have|has|had|need|needs|needed|required|supposed|expected|"
+                         r"due|allowed|given|asked|told|directed|ordered|instructed|must|deadline|to be)\b)", re.I)
+
+
+def past_event_question(question: str) -> bool:
+    """"When did the litigation team file its first case?" asks when something happened: a date. An
+    order's "within 30 days of this order" says when it must happen, and answers "when did it have to
+    ...?", "when was it supposed to ...?", not this."""
+    return bool(_PAST_EVENT.search(question_core(question)))
+
+
+_DOC_DATE = re.compile(r"\b(?:Order|Memorandum|Proclamation|Directive|Memo)\s+(?:No\.\s*)?[\w.-]*\d[\w.-]*,?\s+of\s*$", re.I)
+_ABOUT_DOCUMENT = re.compile(r"\b(?:sign|signed|issu\w*|order|memo\w*|proclamation|directive|dated|enact\w*)\b", re.I)
+_PRESCRIBES = re.compile(r"\b(?:shall|must|will|should|may|is to|are to|required to|no later than)\b", re.I)
+
+
+def reports_event(sentence: str, span: Span, question: str) -> bool:
+    """Whether a date in the sentence can say when something *happened* (a past-event question): not a
+    period ("within 30 days"), not a prescription ("By December 16, 2024, each agency must ...": policy
+    texts order the future), and a document's own date ("Executive Order 12250 of November 2, 1980")
+    only when the question asks when a document was signed or issued."""
+    if span.weight == RELATIVE_DATE:
+        return False
+    if _DOC_DATE.search(sentence[: span.start]) or not sentence[: span.start].strip():  # or a dateline opening the text
+        return bool(_ABOUT_DOCUMENT.search(question))
+    return not _PRESCRIBES.search(sentence)
+
+
 _TIME_UNITS = frozenset(_stem(t) for t in ("day", "days", "week", "weeks", "month", "months", "year", "years", "hours"))
 
 
@@ -382,6 +413,21 @@ def _question_units(question: str) -> set[str]:
     """What a how-many question counts: "how many frontier models was ..." -> {frontier, model}."""
     m = re.search(rf"\bhow (?:many|much)\s+((?:(?!{_AUX}\b)[\w-]+\s+){{0,3}})", question, re.I)
     return {_stem(t) for t in lexical_tokens(m.group(1))} if m else set()
+
+
+def _counted(sentence: str, s: Span) -> set[str]:
+    """Stems of what a number span counts: its own words, or the words after a bare number ("at least 20 ...")."""
+    stoks = {_stem(t) for t in lexical_tokens(s.text)}
+    if re.search(r"[A-Za-z]{3,}$", s.text):
+        return stoks
+    return stoks | {_stem(t) for t in lexical_tokens(" ".join(sentence[s.end:].split()[:4]))}
+
+
+def counts_asked(sentence: str, span_text: str, question: str) -> bool:
+    """Whether the span (found in the sentence) counts what a how-many question names ("how many weeks" ->
+    "a seven-week span"); False when the question names nothing to count."""
+    units, at = _question_units(question), sentence.find(span_text)
+    return bool(units) and at >= 0 and bool(units & _counted(sentence, Span(at, at + len(span_text), span_text, "number")))
 
 
 def scored_answer_spans(sentence: str, question: str, qtype: str) -> list[tuple[float, Span]]:
@@ -400,10 +446,13 @@ def scored_answer_spans(sentence: str, question: str, qtype: str) -> list[tuple[
     spans: list[tuple[float, Span]] = []
     sent_words = [(m.end(), _stem(t)) for m in re.finditer(r"[\w’'-]+", sentence) for t in lexical_tokens(m.group(0))[:1]]
     units = _question_units(question) if qtype == "how_many" else set()
+    past = qtype == "when" and past_event_question(question)
     for s in spans_for(sentence, qtype):
         stoks = {_stem(t) for t in lexical_tokens(s.text)}
         if not stoks or stoks <= qtoks or s.text.lower() in qnorm:
             continue
+        if s.kind == "date" and past and not reports_event(sentence, s, question):
+            continue  # "within 30 days of this order ... shall" says when it must happen, not when it did
         if s.kind == "date" and {t for t in stoks if not (t.isdigit() and len(t) <= 2)} <= qtoks:
             continue  # "December 1, 2024" for "... in time for December 2024, by what date ...?": the question's own date
         weight = s.weight
@@ -415,9 +464,7 @@ def scored_answer_spans(sentence: str, question: str, qtype: str) -> list[tuple[
         if s.kind == "identifier":  # "Executive Order 14110" is new when its number is, whatever the words
             fresh = float(any(any(c.isdigit() for c in t) and t not in qtoks for t in stoks))
         if units:  # "how many frontier models": the count of models, not "180 days"
-            bare = not re.search(r"[A-Za-z]{3,}$", s.text)  # "at least 20" counts the words that follow it
-            after = {_stem(t) for t in lexical_tokens(" ".join(sentence[s.end:].split()[:4]))} if bare else set()
-            if units & (stoks | after):
+            if units & _counted(sentence, s):
                 weight += 0.5
             elif stoks & _TIME_UNITS or units & _TIME_UNITS:
                 weight *= 0.5  # "how many frontier models" is no "180 days"; "how many weeks" no "over 90 actions"
