@@ -31,16 +31,13 @@ from rag.answer.facts import (
 from rag.answer.markers import render
 from rag.answer.qtypes import (
     agent_spans,
-    answer_spans,
     classify,
-    counts_asked,
     date_spans,
     identifier_spans,
     name_spans,
     number_spans,
-    past_event_question,
-    scored_answer_spans,
 )
+from rag.answer.spans import answer_spans, counts_asked, past_event_question, scored_answer_spans
 from rag.types import AnswerSentence, Passage
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from rag.answer.evidence import Evidence, Unit, clean_sentence, not_quotable, passage_units
 from rag.answer.instructions import without_instructions
 from rag.answer.prompts import neutralise_markers
-from rag.answer.qtypes import TYPED, classify, counts_asked, date_spans, past_event_question, scored_answer_spans
+from rag.answer.qtypes import TYPED, classify, date_spans
 from rag.answer.shapes import (
     DEADLINE_WINDOW,
     EXACT_DATE_BONUS,
@@ -40,6 +40,7 @@ from rag.answer.shapes import (
     shape,
     shape_bonus,
 )
+from rag.answer.spans import counts_asked, past_event_question, scored_answer_spans
 from rag.settings import AnswerSettings
 from rag.text.lexical import lexical_tokens
 from rag.types import AnswerSentence, Passage
@@ -326,7 +327,7 @@ def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sent
             return sents, _quotes(chosen, ev), top_base
     typed = next((c for c in cands if c.lead is not None), None) if qtype in TYPED else None
     if typed is None and qtype == "when" and past_event_question(question):
-        return [], {}, top_base  # no date that reports the event asked about (qtypes.reports_event): the documents don't say when
+        return [], {}, top_base  # no date that reports the event asked about (spans.reports_event): the documents don't say when
     dated = [c for c in cands if date_spans(c.unit.text)] if typed is None and qtype == "when" else []
     if dated and all(off_question(question, c.unit.text) for c in dated):
         return [], {}, top_base  # dates, but only in sentences about something else: the documents don't say when

@@ -26,8 +26,9 @@ from rag.answer.evidence import (
     prefetch_evidence,
 )
 from rag.answer.extractive import MIN_LEAD, TYPE_BONUS, context_before, lexical_match
-from rag.answer.qtypes import TYPED, classify, scored_answer_spans
+from rag.answer.qtypes import TYPED, classify
 from rag.answer.shapes import shape, shape_bonus
+from rag.answer.spans import scored_answer_spans
 from rag.types import Passage
 
 PASSAGE_WEIGHT = 0.3  # x the passage's reranker probability: a unit of a passage the scorer believes in is kept first
