@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer.requirements import counted_thing, counts_thing, missing_answer_kind, named_class, names_thing
+from rag.answer.requirements import (
+    compared_count,
+    counted_thing,
+    counts_thing,
+    missing_answer_kind,
+    named_class,
+    names_thing,
+)
 
 GEOTHERMAL = ("(c) By March 15, 2025, the Secretary of the Interior shall, if possible, designate at least five regions composed "
               "of lands or subsurface areas managed by the Department of the Interior as Priority Geothermal Zones (PGZs).")
@@ -113,3 +120,25 @@ def test_a_which_question_needs_an_instance_of_its_class():
     assert not names_thing("The United States will work with partner countries.", "countries", q)  # only the setting
     # an office is no named class (its focus, "office NIST", is checked: half of it is mentioned here)
     assert missing_answer_kind("Which office at NIST is the main contact?", [EXPORTS, "NIST will publish guidance."]) is None
+
+
+@pytest.mark.parametrize(("question", "thing"), [
+    ("Which federal agency listed the most AI applications in its 2024 inventory?", "applications"),
+    ("Which state has the largest number of frontier data centers?", "centers"),
+    ("Who filed the fewest comments on the NTIA request?", "comments"),
+    ("Which agency oversees the most capable models?", None),  # an adjective's superlative compares no counts
+    ("Which office is the most important for AI governance?", None),
+    ("How many agencies listed the most use cases?", None),  # a how-many question has its own check
+    ("What is the most common risk?", None),
+])
+def test_the_count_a_superlative_question_compares(question, thing):
+    assert compared_count(question) == thing
+
+
+def test_a_superlative_needs_counts_to_compare():
+    q = "Which federal agency listed the most AI applications in its 2024 inventory?"
+    inventory = ("(G) Covered agencies shall maintain an annual inventory of their high-impact AI use and AI systems and "
+                 "provide updates on this inventory to agency heads and the APNSA.")
+    assert missing_answer_kind(q, [inventory, CAIO]) == "number of applications to compare"
+    counts = "The Department of Energy listed 180 AI applications, more than any other agency; NASA listed 90 applications."
+    assert missing_answer_kind(q, [inventory, counts]) is None

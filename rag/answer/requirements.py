@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 
 from rag.answer.focus import missing_focus
-from rag.answer.qtypes import MONTHS, agent_spans, classify, date_spans, number_spans
+from rag.answer.qtypes import MONTHS, agent_spans, classify, date_spans, number_spans, question_core
 from rag.text.lexical import lexical_tokens
 
 UNIT_WINDOW = 20  # words after a number within which the counted thing must be named
@@ -83,6 +83,34 @@ def counted_thing(question: str) -> str | None:
     if not toks or toks[0] in _TIME or toks[0] in _GENERIC:
         return None
     return head
+
+
+_SUPERLATIVE = re.compile(r"\b(?:the )?(?:most|fewest|largest number of|greatest number of|highest number of|smallest number of)\s+"
+                          r"((?:[A-Za-z][\w’'-]*\s*){1,4})", re.I)
+_ADJECTIVE = re.compile(r"(?:ble|ful|ive|ous|al|ic|ant|ent|ed|ing|ly|est|ary|ory|less|like)$", re.I)
+
+
+def compared_count(question: str) -> str | None:
+    """The thing a "which X ... the most Y" question compares counts of ("Which agency listed the most AI
+    applications?" -> "applications"): only numbers of Y can tell, so a passage naming agencies without
+    them does not answer. None for an adjective's superlative ("the most capable models") or no superlative."""
+    if not re.match(r"(?:which|who)\b", question_core(question), re.I):
+        return None  # "what is the most common risk?" asks for a kind, not a comparison of counts
+    m = _SUPERLATIVE.search(question)
+    if not m:
+        return None
+    words = []
+    for w in m.group(1).split():
+        core = w.strip("?,;:.’'")
+        if not core or _AUX.match(core):
+            break
+        words.append(core)
+    if not words or (not words[0].isupper() and _ADJECTIVE.search(words[0].lower()) and not words[0].lower().endswith("s")):
+        return None
+    plural = [w for w in words if w.lower().endswith("s") and not w.isupper() and len(w) > 3]
+    head = (plural[0] if plural else words[-1]).lower()
+    toks = lexical_tokens(head)
+    return None if not toks or toks[0] in _TIME or toks[0] in _GENERIC else head
 
 
 def counts_thing(sentence: str, thing: str) -> bool:
@@ -213,6 +241,9 @@ def _missing_kind(question: str, sentences: list[str]) -> str | None:
     thing = named_class(question) if qtype not in ("how_many", "when", "summary", "yesno") else None
     if thing and not any(names_thing(s, thing, question) for s in sentences):
         return f"named {thing}"
+    compared = compared_count(question)
+    if compared and not any(counts_thing(s, compared) for s in sentences):
+        return f"number of {compared} to compare"
     if qtype == "when" and _DATE_Q.search(question):
         return None if any(has_calendar_date(s) for s in sentences) else "calendar date"
     if qtype != "how_many":

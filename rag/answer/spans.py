@@ -89,7 +89,10 @@ def scored_answer_spans(sentence: str, question: str, qtype: str) -> list[tuple[
     person = qtype == "who" and bool(_PERSON_Q.search(question))
     ident_q = qtype == "which" and bool(_IDENT_Q.search(_LEAD_CLAUSE.sub("", " ".join(question.split()))))
     spans: list[tuple[float, Span]] = []
-    sent_words = [(m.end(), _stem(t)) for m in re.finditer(r"[\w’'-]+", sentence) for t in lexical_tokens(m.group(0))[:1]]
+    # the words that mark an answer's slot ("designate a", "received on or before"): not a name's words ("... Diplomacy
+    # and Security – that the Trump Administration"), so a capitalised word counts only at the sentence's start
+    sent_words = [(m.end(), _stem(t)) for m in re.finditer(r"[\w’'-]+", sentence) for t in lexical_tokens(m.group(0))[:1]
+                  if m.start() == 0 or not m.group(0)[0].isupper()]
     units = _question_units(question) if qtype == "how_many" else set()
     past = qtype == "when" and past_event_question(question)
     for s in spans_for(sentence, qtype):
