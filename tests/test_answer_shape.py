@@ -273,6 +273,11 @@ def test_answer_spans_skip_what_the_question_already_says():
     assert answer_spans(s, q, "how_many")[0].text == "at least two frontier AI models"  # what is counted, not "180 days"
     s = "Within 60 days of the issuance of this memorandum, the head of each agency must designate a CAIO."
     assert answer_spans(s, "Within how many days must each agency designate a CAIO?", "how_many")[0].text == "60 days"
+    # a name's words are no answer slot: "Security – that the Trump Administration" is no reply to "... lead on AI security?"
+    q = "What new hub for sharing threat intelligence about AI security does the Action Plan want Homeland Security to lead?"
+    plan = ("The Plan identifies over 90 Federal policy actions across three pillars – Accelerating Innovation, and Leading in "
+            "International Diplomacy and Security – that the Trump Administration will take in the coming weeks and months.")
+    assert next(score for score, sp in scored_answer_spans(plan, q, "which") if sp.text == "Trump Administration") < 1.0
     # "how many weeks" counts weeks, not the 90 actions a sentence nearer the question's words counts
     q = "For how many weeks could the public send in suggestions for the AI plan?"
     weeks = scored_answer_spans("Comments were submitted over a seven-week span and closed on March 15th.", q, "how_many")
