@@ -16,7 +16,9 @@ all made here, from the library's fp32 export, into `--cache-dir` (the library's
 - int8-ffn: only the 12 FFN MatMuls (intermediate/output dense; about 2/3 of the weight FLOPs);
 - int8-mid: as int8-matmul without the first and last layer;
 - int8-pc-noffn2 / int8-pc-edges: as int8-pc without the FFN down projections (the MatMul after GELU) /
-  without the first and last layer (`rag.index.onnx_opt`'s channel-noffn2 / channel-edges recipes).
+  without the first and last layer (`rag.index.onnx_opt`'s channel-noffn2 / channel-edges recipes);
+- openvino-bf16 / openvino-f32: the library's `OpenVinoEmbedder` (the fp32 export compiled by OpenVINO, with
+  INFERENCE_PRECISION_HINT bf16 / f32; bf16 needs a CPU that reports BF16).
 
 Data (the hit rule is the project's, `rag.jobs.scorer.data.is_hit` = `chunk_matches`; exact search over
 normalised vectors, so a ranking is a sorted dot product):
@@ -69,6 +71,8 @@ VARIANTS = (
     "int8-mid",
     "int8-pc-noffn2",
     "int8-pc-edges",
+    "openvino-bf16",
+    "openvino-f32",
 )
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10")
 FFN = re.compile(r"layer\.\d+/(intermediate|output)/dense/MatMul$")
@@ -144,6 +148,14 @@ def embedders(
     fp32 = exported(folder, "embed", cache_dir)
     out: dict[str, Any] = {}
     for v in variants:
+        if v.startswith("openvino-"):  # the library's OpenVINO embedder (the same export, compiled by OpenVINO)
+            from rag.index.backends_openvino import OpenVinoEmbedder
+
+            out[v] = OpenVinoEmbedder(
+                DEFAULT_EMBEDDING_MODEL, folder, cache_dir, 64, threads=threads, precision=v.split("-", 1)[1]
+            )
+            out[v].encode(["warm up"])
+            continue
         e = OnnxEmbedder(DEFAULT_EMBEDDING_MODEL, folder, cache_dir, 64, quantize=v == "int8-dyn", threads=threads)
         path = e.enc.path if v in ("fp32", "int8-dyn") else quantize_variant(fp32, v, fp32.with_name(f"model-{v}.onnx"))
         if v not in ("fp32", "int8-dyn") or not arena:

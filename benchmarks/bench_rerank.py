@@ -4,7 +4,8 @@
                      [--split test|val] [--sets policyqa obliqa]
     .venv/bin/python benchmarks/bench_rerank.py latency --index /tmp/x/index [--questions 12] [--rounds 2]
 
-Variants (`reranker`): `fp32-256`, `int8-256`, `int8.channel-256` (int8 recipe), `int8-128w` (128 pieces + window);
+Variants (`reranker`): `fp32-256`, `int8-256`, `int8.channel-256` (int8 recipe), `int8-128w` (128 pieces + window),
+`ov.bf16-256` / `ov.f32-256` (OpenVINO, `rag.index.backends_openvino`, at that inference precision);
 `+b32+spin` reproduces the reader before session 4 (batches of 32, spinning ORT threads). Choose on `--split val`,
 report on test. `latency` also reports each variant's agreement with the first one named (max score diff,
 same order, same top-1).
@@ -40,12 +41,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks._common import OUT, SHARED, machine  # noqa: E402
 
-VARIANT = re.compile(r"^(fp32|int8)(?:\.([a-z0-9-]+))?-(\d+)(w?)((?:\+[a-z]+\d*)*)$")
+VARIANT = re.compile(r"^(fp32|int8|ov)(?:\.([a-z0-9-]+))?-(\d+)(w?)((?:\+[a-z]+\d*)*)$")
 
 
 def reranker(variant: str, cache_dir: Path | None = None):
     """A Reranker named by a variant: `fp32-256`, `int8-128w`, `int8.channel-256` (an int8 recipe of
-    rag.index.onnx_opt.INT8_RECIPES), with options `+b32` (plain batches of 32, no token budget: the batching
+    rag.index.onnx_opt.INT8_RECIPES), `ov.bf16-256` / `ov.f32-256` (OpenVINO at that precision), with options `+b32` (plain batches of 32, no token budget: the batching
     before this session), `+t1024` (token budget per batch), `+spin` (ORT threads spin-wait: its default and
     the behaviour before), `+nocache` (no saved optimized graph). `fp32-256+b32+spin` = the old default."""
     from rag.retrieve.rerank import BATCH_TOKENS, Reranker
@@ -57,16 +58,18 @@ def reranker(variant: str, cache_dir: Path | None = None):
     opts = {o[:1] if o[0] in "bt" else o: o[1:] for o in m.group(5).split("+") if o}
     if set(opts) - {"b", "t", "spin", "nocache"}:
         raise SystemExit(f"bad variant option in {variant!r} (+bN, +tN, +spin, +nocache)")
+    ov = m.group(1) == "ov"
     return Reranker(
         "evidence-scorer",
         "cpu",
         max_length=int(m.group(3)),
         batch_size=int(opts.get("b") or 32),
         quantize=m.group(1) == "int8",
-        backend="onnx",
+        backend="openvino" if ov else "onnx",
+        precision=(m.group(2) or "auto") if ov else "auto",
         cache_dir=cache_dir or default_cache_dir(),
         window=bool(m.group(4)),
-        int8=m.group(2) or "dynamic",
+        int8=(m.group(2) or "dynamic") if not ov else "dynamic",
         max_tokens=None if "b" in opts else int(opts.get("t") or BATCH_TOKENS),
         spin="spin" in opts,
         cache_graph="nocache" not in opts,

@@ -29,9 +29,12 @@ def _isolate_config(monkeypatch, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedder():
+    from rag.index.backends_onnx import onnx_available
     from rag.index.embed import get_embedder
 
-    return get_embedder("sentence-transformers/all-MiniLM-L6-v2", "cpu", 32)
+    # fp32 vectors (ONNX Runtime, = torch's to 1e-7) are the suite's reference; on a bf16 CPU `auto` would pick
+    # OpenVINO bf16, tested in tests/test_openvino_backend.py
+    return get_embedder("sentence-transformers/all-MiniLM-L6-v2", "cpu", 32, "onnx" if onnx_available() else "auto")
 
 
 @pytest.fixture(scope="session")

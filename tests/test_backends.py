@@ -12,7 +12,7 @@ from rag.answer import generate as gen_mod
 from rag.answer.backends_llamacpp import LlamaCppGenerator, llama_cpp_available
 from rag.answer.generate import choose_llm_backend, shipped_gguf
 from rag.errors import ModelLoadError
-from rag.index import backends_onnx
+from rag.index import backends_onnx, backends_openvino
 from rag.index.embed import choose_embedding_backend, resolve_embedding_model
 from rag.retrieve.rerank import SHIPPED_SCORER, Reranker, choose_rerank_backend
 from rag.settings import DEFAULT_EMBEDDING_MODEL, load_settings
@@ -28,6 +28,7 @@ MINILM = Path(resolve_embedding_model(DEFAULT_EMBEDDING_MODEL))
 @needs_onnx
 def test_auto_picks_onnx_on_cpu_and_torch_on_cuda(monkeypatch):
     monkeypatch.setattr(backends_onnx, "cuda_present", lambda: False)
+    monkeypatch.setattr(backends_openvino, "openvino_preferred", lambda: False)  # a CPU without bf16 (OpenVINO: its own tests)
     assert choose_embedding_backend(DEFAULT_EMBEDDING_MODEL, "auto", "auto") == "onnx"
     assert choose_embedding_backend(DEFAULT_EMBEDDING_MODEL, "cpu", "auto") == "onnx"
     assert choose_rerank_backend(str(SHIPPED_SCORER), "cpu", "auto") == "onnx"
@@ -41,6 +42,7 @@ def test_auto_picks_onnx_on_cpu_and_torch_on_cuda(monkeypatch):
     assert choose_rerank_backend("cross-encoder/some-hub-model", "cpu", "auto") == "torch"
     with pytest.raises(ModelLoadError, match="local model folder"):
         choose_rerank_backend("cross-encoder/some-hub-model", "cpu", "onnx")
+    monkeypatch.setattr(backends_openvino, "openvino_available", lambda: False)
     with pytest.raises(ModelLoadError, match="openvino"):
         choose_embedding_backend(DEFAULT_EMBEDDING_MODEL, "cpu", "openvino")
     with pytest.raises(ModelLoadError, match="unknown"):

@@ -216,14 +216,8 @@ class OnnxEncoder:
     ) -> None:
         from tokenizers import Tokenizer
 
-        from rag.index.onnx_opt import open_session
-
         self.path = exported(folder, kind, cache_dir, quantize, int8=int8)
-        try:
-            self.session = open_session(self.path, threads, spin, cache_graph)
-        except Exception as e:
-            raise ModelLoadError(f"cannot open {self.path}: {e}; delete it to export again") from None
-        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.open(threads, spin, cache_graph)
         tj = Path(folder) / "tokenizer.json"
         if not tj.is_file():
             raise ModelLoadError(f"{folder} has no tokenizer.json (a fast tokenizer is needed for the ONNX backend)")
@@ -240,6 +234,20 @@ class OnnxEncoder:
         self._tj, self._max_length, self._pair = tj, max_length, pair
         self.quantized = quantize
         self.max_tokens = max_tokens
+
+    def open(self, threads: int, spin: bool, cache_graph: bool) -> None:
+        """Load `self.path` into the runtime (a subclass with another runtime replaces this and `infer`)."""
+        from rag.index.onnx_opt import open_session
+
+        try:
+            self.session = open_session(self.path, threads, spin, cache_graph)
+        except Exception as e:
+            raise ModelLoadError(f"cannot open {self.path}: {e}; delete it to export again") from None
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The model's output for one padded batch (the inputs the graph does not take are dropped)."""
+        return self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
 
     @property
     def tok(self) -> Any:
@@ -259,7 +267,7 @@ class OnnxEncoder:
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
-        return self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        return self.infer(feed)
 
     def batches(self, lengths: Sequence[int], batch_size: int, max_tokens: int | None) -> list[np.ndarray]:
         """Indices of the inputs, longest first, cut into batches of at most `batch_size` inputs whose padded
@@ -300,7 +308,7 @@ class OnnxEncoder:
                 n = lengths[j]
                 ids[row, :n], mask[row, :n], types[row, :n] = enc[j].ids, 1, enc[j].type_ids
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            outs.append(self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0])
+            outs.append(self.infer(feed))
             done.append(part)
         res = np.concatenate(outs)
         back = np.empty_like(res)
@@ -348,7 +356,7 @@ class OnnxEmbedder:
             else {}
         )
         self.max_seq_length = int(cfg.get("max_seq_length") or 512)
-        self.enc = OnnxEncoder(folder, "embed", cache_dir, self.max_seq_length, quantize, threads, int8=int8)
+        self.enc = self.encoder(folder, cache_dir, quantize, threads, int8)
         self.model_name = model_name
         self.device = "cpu"
         self.batch_size = batch_size
@@ -359,6 +367,10 @@ class OnnxEmbedder:
         self.special_tokens = len(self.enc.plain.encode("x", add_special_tokens=True).ids) - len(
             self.enc.plain.encode("x", add_special_tokens=False).ids
         )
+
+    def encoder(self, folder: Path, cache_dir: Path, quantize: bool, threads: int, int8: str) -> OnnxEncoder:
+        """The runtime that computes the vectors (a subclass with another runtime replaces this)."""
+        return OnnxEncoder(folder, "embed", cache_dir, self.max_seq_length, quantize, threads, int8=int8)
 
     def token_spans(self) -> FastSpans:
         return FastSpans(self.enc.plain)

@@ -142,16 +142,21 @@ class Embedder:
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 
 
-def choose_embedding_backend(model_name: str, device: str = "auto", backend: str = "auto") -> str:
-    """torch or onnx for this model and device.
+def choose_embedding_backend(model_name: str, device: str = "auto", backend: str = "auto", quantize: bool = False) -> str:
+    """torch, onnx or openvino for this model and device.
 
-    auto: torch on a GPU (or an explicit non-CPU device), else ONNX Runtime when it is installed and the model is a
-    local sentence-transformers folder it reproduces exactly (benchmarks/bench_backend.py: faster on CPU, same vectors).
+    auto: torch on a GPU (or an explicit non-CPU device); on the CPU, for a local sentence-transformers folder the
+    exported graph reproduces exactly, OpenVINO where it is installed and the CPU computes bf16 (faster at retrieval
+    quality within noise: benchmarks/RESULTS.md, "Session 5: OpenVINO bf16"), else ONNX Runtime (same vectors as
+    torch, faster); `quantize` (int8) keeps ONNX Runtime, whose recipe it is.
     """
     if backend not in BACKENDS:
-        raise ModelLoadError(f"unknown embedding backend '{backend}' (use auto, torch or onnx)")
+        raise ModelLoadError(f"unknown embedding backend '{backend}' (use auto, torch, onnx or openvino)")
     if backend == "openvino":
-        raise ModelLoadError("the openvino backend is not installed here; use onnx (same speed class on CPU) or torch")
+        from rag.index.backends_openvino import INSTALL_HINT, openvino_available
+
+        if not openvino_available():
+            raise ModelLoadError(f"embedding.backend = openvino, but openvino is not installed: {INSTALL_HINT}")
     if backend != "auto":
         return backend
     if device not in ("auto", "cpu"):
@@ -161,33 +166,47 @@ def choose_embedding_backend(model_name: str, device: str = "auto", backend: str
     if device == "auto" and cuda_present():
         return "torch"
     path = Path(resolve_embedding_model(model_name))
-    if onnx_available() and path.is_dir() and embedder_pooling(path) is not None:
-        return "onnx"
+    if path.is_dir() and embedder_pooling(path) is not None:
+        from rag.index.backends_openvino import openvino_preferred
+
+        if not quantize and openvino_preferred():
+            return "openvino"
+        if onnx_available():
+            return "onnx"
     return "torch"
 
 
 @lru_cache(maxsize=4)
 def get_embedder(model_name: str, device: str = "auto", batch_size: int = 64, backend: str = "auto",
                  cache_dir: Path | None = None, quantize: bool = False) -> Any:
-    """One embedder per (model, device, backend) per process: `Embedder` (torch) or `OnnxEmbedder`."""
-    kind = choose_embedding_backend(model_name, device, backend)
-    if kind == "onnx":
-        from rag.index.backends_onnx import OnnxEmbedder
+    """One embedder per (model, device, backend) per process: `Embedder` (torch), `OnnxEmbedder` or `OpenVinoEmbedder`."""
+    kind = choose_embedding_backend(model_name, device, backend, quantize)
+    while kind in ("onnx", "openvino"):
         from rag.settings import default_cache_dir
 
         if device not in ("auto", "cpu"):
-            raise ModelLoadError(f"the onnx embedding backend runs on the CPU; device '{device}' needs backend torch")
+            raise ModelLoadError(f"the {kind} embedding backend runs on the CPU; device '{device}' needs backend torch")
         path = Path(resolve_embedding_model(model_name))
         if not path.is_dir():
-            raise ModelLoadError(f"the onnx backend needs a local model folder; '{model_name}' is not one")
+            raise ModelLoadError(f"the {kind} backend needs a local model folder; '{model_name}' is not one")
         try:
+            if kind == "openvino":
+                from rag.index.backends_openvino import OpenVinoEmbedder
+
+                return OpenVinoEmbedder(model_name, path, cache_dir or default_cache_dir(), batch_size)
+            from rag.index.backends_onnx import OnnxEmbedder
+
             return OnnxEmbedder(model_name, path, cache_dir or default_cache_dir(), batch_size, quantize)
         except (ModelLoadError, OSError) as e:
             if backend != "auto":
-                raise ModelLoadError(f"onnx embedding backend: {e}") from None
+                raise ModelLoadError(f"{kind} embedding backend: {e}") from None
             import warnings
 
-            warnings.warn(f"onnx embedding backend unavailable ({e}); using torch", stacklevel=2)
+            from rag.index.backends_onnx import onnx_available
+
+            fallback = "onnx" if kind == "openvino" and onnx_available() else "torch"
+            warnings.warn(f"{kind} embedding backend unavailable ({e}); using {fallback}", stacklevel=2)
+            kind = fallback
     return Embedder(model_name, device, batch_size)
 
 
@@ -197,8 +216,12 @@ def vectors_for(settings: Any) -> str:
     from rag.index.backends_onnx import EMBED_INT8
 
     e = settings.embedding
-    onnx = choose_embedding_backend(e.model, e.device, e.backend) == "onnx"
-    return f"int8-{EMBED_INT8}" if onnx and e.quantize else "fp32"
+    kind = choose_embedding_backend(e.model, e.device, e.backend, e.quantize)
+    if kind == "openvino":
+        from rag.index.backends_openvino import resolve_precision
+
+        return "bf16" if resolve_precision("auto") == "bf16" else "fp32"
+    return f"int8-{EMBED_INT8}" if kind == "onnx" and e.quantize else "fp32"
 
 
 def embedder_for(settings: Any) -> Any:

@@ -49,7 +49,8 @@ class EmbeddingInfo:
     max_seq_length: int
     normalized: bool = True
     metric: str = "inner_product"
-    # "fp32" (torch and ONNX fp32 give the same vectors) or "int8-<recipe>"; "" = an index from before it was recorded
+    # "fp32" (torch and ONNX fp32 give the same vectors), "bf16" (OpenVINO bf16) or "int8-<recipe>"; "" = an index
+    # from before it was recorded
     vectors: str = ""
 
 
@@ -182,12 +183,23 @@ class Manifest:
 
     def check_vectors(self, vectors: str, index_dir: Path) -> None:
         """Refuse to mix int8 and fp32 embeddings (or two int8 recipes) in one index: a query embedded one way
-        against passages embedded the other loses up to 2.8 points of MRR (benchmarks/RESULTS.md, issue 16)."""
-        if self.embedding.vectors and vectors != self.embedding.vectors:
+        against passages embedded the other loses up to 2.8 points of MRR (benchmarks/RESULTS.md, issue 16).
+        bf16 and fp32 vectors mix (`interchangeable`); the manifest names the kind of the last build's embedder."""
+        if self.embedding.vectors and not interchangeable(vectors, self.embedding.vectors):
             raise IndexMismatchError(
                 f"index at {index_dir} holds {self.embedding.vectors} embeddings, but the settings give {vectors} ones "
                 f"(embedding.quantize); run `rag index build --full` to rebuild it (or set embedding.quantize back)"
             )
+
+
+# Kinds whose rows may share an index: OpenVINO bf16 vectors against fp32 ones (queries one way, passages the
+# other) moved MRR@10 by <= 0.1 point on PolicyQA and ObliQA held-out (benchmarks/RESULTS.md, "Session 5: OpenVINO bf16").
+MIXABLE = frozenset({"fp32", "bf16"})
+
+
+def interchangeable(a: str, b: str) -> bool:
+    """Whether vectors of kind `a` may be searched against (or added to) vectors of kind `b`."""
+    return a == b or (a in MIXABLE and b in MIXABLE)
 
 
 def vector_kind(embedder: Any) -> str:

@@ -54,24 +54,32 @@ def _check_one_output(folder: Path) -> None:
 
 
 def choose_rerank_backend(name: str, device: str = "cpu", backend: str = "auto") -> str:
-    """torch or onnx. auto: ONNX Runtime on the CPU for a local sequence-classification folder with a fast tokenizer
-    (benchmarks/bench_backend.py: same scores, faster), torch on a GPU or for a hub id."""
+    """torch, onnx or openvino. auto, for a local sequence-classification folder with a fast tokenizer on the CPU:
+    OpenVINO where it is installed and the CPU computes bf16 (~0.6x ONNX Runtime fp32's time, held-out quality
+    within 0.5 point: benchmarks/RESULTS.md, "Session 5: OpenVINO bf16"), else ONNX Runtime (same scores as
+    torch, faster); torch on a GPU or for a hub id."""
     if backend not in ("auto", "torch", "onnx", "openvino"):
-        raise ModelLoadError(f"unknown reranker backend '{backend}' (use auto, torch or onnx)")
-    if backend == "openvino":
-        raise ModelLoadError("the openvino backend is not installed here; use onnx (same speed class on CPU) or torch")
+        raise ModelLoadError(f"unknown reranker backend '{backend}' (use auto, torch, onnx or openvino)")
     folder = Path(name)
     local = folder.is_dir() and (folder / "tokenizer.json").is_file() and (folder / "config.json").is_file()
-    if backend == "onnx":
+    if backend in ("onnx", "openvino"):
         if device not in ("auto", "cpu"):
-            raise ModelLoadError(f"the onnx reranker backend runs on the CPU; device '{device}' needs backend torch")
+            raise ModelLoadError(f"the {backend} reranker backend runs on the CPU; device '{device}' needs backend torch")
         if not local:
-            raise ModelLoadError(f"the onnx reranker backend needs a local model folder with tokenizer.json; '{name}' is not one")
-        return "onnx"
+            raise ModelLoadError(f"the {backend} reranker backend needs a local model folder with tokenizer.json; '{name}' is not one")
+        if backend == "openvino":
+            from rag.index.backends_openvino import INSTALL_HINT, openvino_available
+
+            if not openvino_available():
+                raise ModelLoadError(f"retrieval.rerank_backend = openvino, but openvino is not installed: {INSTALL_HINT}")
+        return backend
     if backend == "torch" or device not in ("auto", "cpu") or not local:
         return "torch"
     from rag.index.backends_onnx import onnx_available
+    from rag.index.backends_openvino import openvino_preferred
 
+    if openvino_preferred():
+        return "openvino"
     return "onnx" if onnx_available() else "torch"
 
 
@@ -88,18 +96,21 @@ class Reranker:
     def __init__(self, name: str, device: str | None = None, max_length: int = 256, batch_size: int = 32,
                  quantize: bool = False, backend: str = "auto", cache_dir: Path | None = None, window: bool = False,
                  *, int8: str = "dynamic", max_tokens: int | None = BATCH_TOKENS, spin: bool = False,
-                 cache_graph: bool = True) -> None:
+                 cache_graph: bool = True, precision: str = "auto") -> None:
         self.name = resolve_reranker(name)
         self.int8 = int8  # onnx: the int8 recipe when quantize (rag.index.onnx_opt.INT8_RECIPES)
         self.max_tokens = max_tokens  # onnx: padded tokens per batch (OnnxEncoder.batches)
         self.spin = spin  # onnx: ORT threads spin-wait between operators
         self.cache_graph = cache_graph  # onnx: reuse the optimized graph saved by an earlier process (onnx_opt)
+        self.precision = precision  # openvino: auto (bf16 where the CPU has it) | bf16 | f32
         self.device = device or "cpu"
         self.max_length = max_length
         self.batch_size = batch_size
         self.quantize = quantize
         self.window = window
         self.backend = choose_rerank_backend(self.name, self.device, backend)
+        if self.backend == "openvino" and quantize and backend == "auto":
+            self.backend = "onnx"  # rerank_quantize asks for ONNX Runtime's int8 scorer
         self._auto = backend == "auto"  # may fall back to torch if the export fails
         self.cache_dir = cache_dir
         self._model: Any = None
@@ -117,24 +128,22 @@ class Reranker:
             if self._model is not None or self._onnx is not None:
                 return
             self._read_calibration()
-            if self.backend == "onnx":
-                from rag.index.backends_onnx import OnnxEncoder
-                from rag.settings import default_cache_dir
-
+            if self.backend in ("onnx", "openvino"):
                 _check_one_output(Path(self.name))  # as the torch path does: a bi-encoder folder is no cross-encoder
-
+            while self.backend in ("onnx", "openvino"):
                 try:
-                    self._onnx = OnnxEncoder(Path(self.name), "score", self.cache_dir or default_cache_dir(), self.max_length,
-                                             quantize=self.quantize, pair=True, int8=self.int8, spin=self.spin,
-                                             max_tokens=self.max_tokens, cache_graph=self.cache_graph)
+                    self._onnx = self._encoder()
                     return
                 except (ModelLoadError, OSError) as e:
                     if not self._auto:
-                        raise ModelLoadError(f"onnx reranker backend: {e}") from None
+                        raise ModelLoadError(f"{self.backend} reranker backend: {e}") from None
                     import warnings
 
-                    warnings.warn(f"onnx reranker backend unavailable ({e}); using torch", stacklevel=2)
-                    self.backend = "torch"
+                    from rag.index.backends_onnx import onnx_available
+
+                    fallback = "onnx" if self.backend == "openvino" and onnx_available() else "torch"
+                    warnings.warn(f"{self.backend} reranker backend unavailable ({e}); using {fallback}", stacklevel=2)
+                    self.backend = fallback
             try:
                 import torch
                 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -153,6 +162,21 @@ class Reranker:
             else:
                 model.to(self.device)
             self._tok, self._model = tok, model
+
+    def _encoder(self) -> Any:
+        """The exported scorer in ONNX Runtime or OpenVINO (both `OnnxEncoder`s: same tokenizer and batching)."""
+        from rag.settings import default_cache_dir
+
+        cache = self.cache_dir or default_cache_dir()
+        if self.backend == "openvino":
+            from rag.index.backends_openvino import OpenVinoEncoder
+
+            return OpenVinoEncoder(Path(self.name), "score", cache, self.max_length, pair=True,
+                                   precision=self.precision, max_tokens=self.max_tokens)
+        from rag.index.backends_onnx import OnnxEncoder
+
+        return OnnxEncoder(Path(self.name), "score", cache, self.max_length, quantize=self.quantize, pair=True,
+                           int8=self.int8, spin=self.spin, max_tokens=self.max_tokens, cache_graph=self.cache_graph)
 
     def _read_calibration(self) -> None:
         meta = Path(self.name) / "scorer.json"
