@@ -43,7 +43,8 @@ def test_ray_index_build_matches_local(ray_session, built_fixture_index, embedde
     shutil.copytree(corpus, c)
     (c / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")
     ray_index = tmp_path / "ray-index"
-    r = build_index(Settings(corpus=c, index=ray_index), embedder=embedder, engine="ray", workers=1)
+    # the Ray actors build their embedder from the settings: the same backend as the local fixture's (ONNX fp32)
+    r = build_index(Settings(corpus=c, index=ray_index, embedding={"backend": "onnx"}), embedder=embedder, engine="ray", workers=1)
     assert len(r.added) == 5 and [e.path for e in r.skipped] == ["broken.pdf"] and r.chunks_embedded == r.chunks_total
     s_local, ch_local, v_local = _rows(local_index)
     s_ray, ch_ray, v_ray = _rows(ray_index)
@@ -58,7 +59,7 @@ def test_ray_index_build_matches_local(ray_session, built_fixture_index, embedde
     # incremental rules unchanged: a changed file re-embeds only its new text
     md = c / "plans/quantum-plan.md"
     md.write_text(md.read_text() + "\nA brand new closing paragraph about lattice-based signatures.\n")
-    r2 = build_index(Settings(corpus=c, index=ray_index), embedder=embedder, engine="ray", workers=1)
+    r2 = build_index(Settings(corpus=c, index=ray_index, embedding={"backend": "onnx"}), embedder=embedder, engine="ray", workers=1)
     assert r2.updated == ["plans/quantum-plan.md"] and 1 <= r2.chunks_embedded < r2.chunks_total and r2.chunks_reused >= 1
 
 
@@ -97,3 +98,12 @@ def test_cli_index_build_with_the_ray_engine(ray_session, built_fixture_index, c
     res = json.loads(out)
     assert len(res["added"]) == 5 and res["chunks_total"] == IndexStore(local_index).manifest.n_chunks
     assert IndexStore(idx).check() == []
+
+
+def test_ray_embed_actor_uses_the_settings_backend(embedder):
+    from rag.index.backends_onnx import OnnxEmbedder
+    from rag.index.embed import Embedder
+    from rag.index.ray_build import _EmbedActor
+
+    assert isinstance(_EmbedActor("sentence-transformers/all-MiniLM-L6-v2", "cpu", 8, "onnx").emb, OnnxEmbedder)
+    assert isinstance(_EmbedActor("sentence-transformers/all-MiniLM-L6-v2", "cpu", 8, "torch").emb, Embedder)

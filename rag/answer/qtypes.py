@@ -32,8 +32,8 @@ class Span:
 # ---------------------------------------------------------------------------------------------
 # Classification
 
-_AUX = r"(?:must|shall|should|does|do|did|will|would|can|could|is|are|was|were|has|have|had|may|might)"
-_MOD = rf"(?:(?!{_AUX}\b)[\w.’'-]+\s){{0,4}}?"  # up to four modifiers, never an auxiliary ("what must agencies...")
+AUX_VERBS = r"(?:must|shall|should|does|do|did|will|would|can|could|is|are|was|were|has|have|had|may|might)"
+MODIFIERS = rf"(?:(?!{AUX_VERBS}\b)[\w.’'-]+\s){{0,4}}?"  # up to four modifiers, never an auxiliary ("what must agencies...")
 _SUMMARY = re.compile(
     r"^(?:please\s+)?(?:summari[sz]e|describe|outline|explain|tell me about|give (?:me )?an overview)\b|\bsummary of\b|\boverview of\b"
     r"|\b(?:main|key) points\b"
@@ -46,7 +46,7 @@ _SUMMARY = re.compile(
     re.I,
 )
 _WHEN = re.compile(
-    rf"^(?:when|until when|by when|since when|how soon)\b|^(?:what|which) {_MOD}(?:date|day|month|year|deadline|time ?frame)\b"
+    rf"^(?:when|until when|by when|since when|how soon)\b|^(?:what|which) {MODIFIERS}(?:date|day|month|year|deadline|time ?frame)\b"
     r"|^(?:what|which) (?:is|was|were|are) the (?:[\w-]+ ){0,2}?(?:deadline|due date|date)\b|\bby what (?:date|time)\b"
     r"|^on what (?:date|day)\b",
     re.I,
@@ -55,7 +55,7 @@ _QUANTITY = (r"(?:amount|number|percentage|percent|share|proportion|fraction|thr
              r"cost|budget|fine|penalty|dollar|salary|target|count|total|cap|limit|rate|age|length|duration)")
 _HOW_MANY = re.compile(
     r"\bhow (?:many|much|long|big|large|often|frequently|far|high|old)\b"
-    rf"|^(?:what|which) {_MOD}{_QUANTITY}s?\b|^(?:what|which) (?:is|was|are|were) the (?:[\w-]+ ){{0,2}}?{_QUANTITY}\b"
+    rf"|^(?:what|which) {MODIFIERS}{_QUANTITY}s?\b|^(?:what|which) (?:is|was|are|were) the (?:[\w-]+ ){{0,2}}?{_QUANTITY}\b"
     r"|\b(?:below|above|under|over) what\b",
     re.I,
 )
@@ -63,22 +63,22 @@ _AGENT_NOUN = (r"(?:agency|agencies|office|offices|official|officials|officer|de
                r"committee|board|body|bodies|institute|administration|bureau|commission|center|centre|adviser|advisor|"
                r"staffer|person|people|individual|organization|organisation|entity|unit|team|task force|group|"
                r"leader|lead|chair|head|director|administrator|authority|official)")
-_WHO = re.compile(rf"^(?:who|whom|whose)\b|(?:^|[,;]\s*(?:but\s+|and\s+)?)(?:which|what) {_MOD}{_AGENT_NOUN}s?\b|\bwho\b", re.I)
+_WHO = re.compile(rf"^(?:who|whom|whose)\b|(?:^|[,;]\s*(?:but\s+|and\s+)?)(?:which|what) {MODIFIERS}{_AGENT_NOUN}s?\b|\bwho\b", re.I)
 _ID_NUMBER = re.compile(r"\b(?:docket|order|document|case|serial|identification|section|publication|bill|report) number\b", re.I)
 _NAMED_NOUN = (r"(?:order|executive order|memo|memorandum|program|programme|platform|plan|act|law|statute|framework|"
                r"docket|section|provision|report|initiative|effort|hub|resource|principles?|polic(?:y|ies)|pillars?|"
                r"functions?|challenge|mission|standard|guidance|guideline|tool|file format|format|web address|address|"
                r"identifier|name|title|term|code|document|grade|pilot|project|website|portal)")
 _WHICH = re.compile(
-    rf"^(?:which|what) {_MOD}{_NAMED_NOUN}s?\b|\b(?:in|under|at) (?:what|which) \w+"
+    rf"^(?:which|what) {MODIFIERS}{_NAMED_NOUN}s?\b|\b(?:in|under|at) (?:what|which) \w+"
     r"|^what (?:must|shall|should|does|do|did|will|would|can) .{2,120}? (?:designate|establish|appoint|name|create|"
     r"launch|convene|set up|form|revoke|replace|rescind|publish|adopt)\w*\b",
     re.I,
 )
 _LIST = re.compile(r"^(?:what|which) (?:are|were) the (?:two|three|four|five|six|seven|eight|nine|ten|\d+)\b"
                    r"|^(?:which|what) (?:kinds?|types?|sorts?|categories|category) of\b|^what (?:is|was|are|were)\b", re.I)
-_YESNO = re.compile(rf"^{_AUX}\b", re.I)
-_LEAD_CLAUSE = re.compile(
+_YESNO = re.compile(rf"^{AUX_VERBS}\b", re.I)
+LEAD_CLAUSE = re.compile(
     r"^(?:(?:under|in|according to|per|for|by|on|as of|after|before|if|since|within|during)\b[^?]{0,160}?,\s*)+"
     r"(?=(?:what|which|who|whom|whose|how|when|where|why|is|are|does|do|did|can)\b)",
     re.I,
@@ -94,7 +94,7 @@ def last_question(question: str) -> str:
 
 def question_core(question: str) -> str:
     """The asking sentence without its lead clause ("Under M-24-10, ..."): where shapes and focus phrases are read."""
-    return _LEAD_CLAUSE.sub("", last_question(question))
+    return LEAD_CLAUSE.sub("", last_question(question))
 
 
 def classify(question: str) -> QType:
@@ -105,7 +105,7 @@ def classify(question: str) -> QType:
     the three pillars", "what is the Genesis Mission") is answered by a sentence, not a span.
     """
     q = last_question(question)
-    lead = _LEAD_CLAUSE.sub("", q)
+    lead = LEAD_CLAUSE.sub("", q)
     if _SUMMARY.search(lead) or _SUMMARY.search(q):
         return "summary"
     if re.search(r"\bhow (?:many|much|long|often|big|large)\b", q, re.I):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from rag.answer.qtypes import _AUX, _LEAD_CLAUSE, _MOD, RELATIVE_DATE, Span, question_core, spans_for
+from rag.answer.qtypes import AUX_VERBS, LEAD_CLAUSE, MODIFIERS, RELATIVE_DATE, Span, question_core, spans_for
 from rag.text.lexical import lexical_tokens
 
 
@@ -18,7 +18,7 @@ def _stem(tok: str) -> str:
     return tok[:5] if tok.isalpha() else tok
 
 
-_IDENT_Q = re.compile(rf"(?:^|\b(?:in|under|at|of) )(?:which|what) {_MOD}(?:order|memo|memorandum|section|provision|docket|"
+_IDENT_Q = re.compile(rf"(?:^|\b(?:in|under|at|of) )(?:which|what) {MODIFIERS}(?:order|memo|memorandum|section|provision|docket|"
                       r"number|law|act|code|grade|identifier|publication|circular|citation|subsection)s?\b", re.I)
 _PERSON_Q = re.compile(r"\b(?:staffer|person|individual|contact|employee|named|name|whom)\b", re.I)
 
@@ -56,7 +56,7 @@ _TIME_UNITS = frozenset(_stem(t) for t in ("day", "days", "week", "weeks", "mont
 
 def _question_units(question: str) -> set[str]:
     """What a how-many question counts: "how many frontier models was ..." -> {frontier, model}."""
-    m = re.search(rf"\bhow (?:many|much)\s+((?:(?!{_AUX}\b)[\w-]+\s+){{0,3}})", question, re.I)
+    m = re.search(rf"\bhow (?:many|much)\s+((?:(?!{AUX_VERBS}\b)[\w-]+\s+){{0,3}})", question, re.I)
     return {_stem(t) for t in lexical_tokens(m.group(1))} if m else set()
 
 
@@ -87,7 +87,7 @@ def scored_answer_spans(sentence: str, question: str, qtype: str) -> list[tuple[
     qtoks = {_stem(t) for t in lexical_tokens(question)}
     qnorm = " ".join(question.lower().split())
     person = qtype == "who" and bool(_PERSON_Q.search(question))
-    ident_q = qtype == "which" and bool(_IDENT_Q.search(_LEAD_CLAUSE.sub("", " ".join(question.split()))))
+    ident_q = qtype == "which" and bool(_IDENT_Q.search(LEAD_CLAUSE.sub("", " ".join(question.split()))))
     spans: list[tuple[float, Span]] = []
     # the words that mark an answer's slot ("designate a", "received on or before"): not a name's words ("... Diplomacy
     # and Security – that the Trump Administration"), so a capitalised word counts only at the sentence's start

@@ -103,10 +103,12 @@ def pool_size(workers: int | None) -> int:
 
 
 class _EmbedActor:
-    def __init__(self, model: str, device: str, batch_size: int) -> None:
+    def __init__(self, model: str, device: str, batch_size: int, backend: str = "auto", cache_dir: str | None = None,
+                 quantize: bool = False) -> None:
         from rag.index.embed import get_embedder
 
-        self.emb = get_embedder(model, device, batch_size)
+        # the settings' backend and quantization, as a local build uses: the manifest records those vectors' kind
+        self.emb = get_embedder(model, device, batch_size, backend, Path(cache_dir) if cache_dir else None, quantize)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         texts = [str(t) for t in batch["text"]]
@@ -151,7 +153,9 @@ def embed_texts(texts: dict[str, str], settings: Any, workers: int | None = None
     ds = ray.data.from_items([{"text_hash": h, "text": t} for h, t in texts.items()])
     emb_ds = ds.map_batches(
         _EmbedActor,
-        fn_constructor_kwargs={"model": settings.embedding.model, "device": settings.embedding.device if gpus else "cpu", "batch_size": settings.embedding.batch_size},
+        fn_constructor_kwargs={"model": settings.embedding.model, "device": settings.embedding.device if gpus else "cpu",
+                               "batch_size": settings.embedding.batch_size, "backend": settings.embedding.backend,
+                               "cache_dir": str(settings.cache_dir), "quantize": settings.embedding.quantize},
         batch_size=256, compute=ray.data.ActorPoolStrategy(size=n), num_cpus=1, num_gpus=gpus,
     )
     vectors: dict[str, np.ndarray] = {}
