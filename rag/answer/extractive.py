@@ -142,8 +142,8 @@ def context_before(sents: Sequence[str], unit: Unit) -> int | None:
 
 
 def _context(passage: Passage, sents: Sequence[str], unit: Unit) -> str:
-    """What a reader sees above a unit: its section's own heading and a heading line just before it.
-    A sentence often answers in the words of its heading, not its own."""
+    """What a reader sees above a unit: its section's own heading and the line just before it that it needs
+    (`context_before`). A sentence often answers in the words of its heading, not its own."""
     h = context_before(sents, unit)
     return " ".join([passage.chunk.section.rsplit(" > ", 1)[-1], *([sents[h]] if h is not None else [])])
 

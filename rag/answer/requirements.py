@@ -75,14 +75,18 @@ def counted_thing(question: str) -> str | None:
         if _AUX.match(w):
             break
         words.append(w.strip("’'"))
+    return _counted_head(words)
+
+
+def _counted_head(words: list[str]) -> str | None:
+    """The noun a counted phrase names: its first plural ("AI use cases" -> "cases"), else its last word;
+    None when it is time (days, weeks) or a generic word."""
     if not words:
         return None
     plural = [w for w in words if w.lower().endswith("s") and not w.isupper() and len(w) > 3]
     head = (plural[0] if plural else words[-1]).lower()
     toks = lexical_tokens(head)
-    if not toks or toks[0] in _TIME or toks[0] in _GENERIC:
-        return None
-    return head
+    return None if not toks or toks[0] in _TIME or toks[0] in _GENERIC else head
 
 
 _SUPERLATIVE = re.compile(r"\b(?:the )?(?:most|fewest|largest number of|greatest number of|highest number of|smallest number of)\s+"
@@ -107,10 +111,7 @@ def compared_count(question: str) -> str | None:
         words.append(core)
     if not words or (not words[0].isupper() and _ADJECTIVE.search(words[0].lower()) and not words[0].lower().endswith("s")):
         return None
-    plural = [w for w in words if w.lower().endswith("s") and not w.isupper() and len(w) > 3]
-    head = (plural[0] if plural else words[-1]).lower()
-    toks = lexical_tokens(head)
-    return None if not toks or toks[0] in _TIME or toks[0] in _GENERIC else head
+    return _counted_head(words)
 
 
 def counts_thing(sentence: str, thing: str) -> bool:
