@@ -127,7 +127,7 @@ def test_openvino_scores_agree_with_onnx_fp32_and_the_blob_is_reused(ov_cache):
     assert first._onnx.compiled.get_property("ENABLE_CPU_PINNING") is False  # shared cores: no pinned threads
     assert str(first._onnx.compiled.get_property("PERFORMANCE_HINT")).endswith("LATENCY")
     assert first._onnx.path.parent == next((ov_cache / "onnx").glob("evidence-scorer-score-*"))  # the ONNX export
-    blobs = list((first._onnx.path.parent / "openvino").glob("*.blob"))
+    blobs = list(first._onnx.blob_dir.glob("*.blob"))
     assert blobs
     tol = 0.25 if first._onnx.precision == "bf16" else 1e-3  # bf16: ~3 significant digits of each logit
     assert np.abs(got - onnx).max() < tol
@@ -135,7 +135,7 @@ def test_openvino_scores_agree_with_onnx_fp32_and_the_blob_is_reused(ov_cache):
     again = Reranker("evidence-scorer", "cpu", backend="openvino", cache_dir=ov_cache)
     assert np.array_equal(again.scores(QUESTION, PASSAGES), got)
     assert again._onnx.from_cache is True  # the second load imports the compiled blob
-    assert list((first._onnx.path.parent / "openvino").glob("*.blob")) == blobs
+    assert list(first._onnx.blob_dir.glob("*.blob")) == blobs
 
 
 @needs_ov
@@ -173,3 +173,18 @@ def test_manifest_vectors_bf16_mix_with_fp32_but_not_with_int8(tmp_path):
     with pytest.raises(IndexMismatchError, match="int8-channel.*bf16"):
         manifest("int8-channel").check_vectors("bf16", tmp_path)
     assert Manifest.from_dict(manifest("bf16").to_dict()).embedding.vectors == "bf16"
+
+
+def test_blobs_of_other_openvino_versions_are_pruned(tmp_path):
+    from rag.index.backends_openvino import blob_dir, prune_blobs
+
+    export = tmp_path / "model-score-abc"
+    for old in ("openvino", "openvino-2024.0.0"):
+        (export / old).mkdir(parents=True)
+        (export / old / "x.blob").write_bytes(b"old")
+    keep = blob_dir(export)
+    assert keep.parent == export and keep.name.startswith("openvino-")
+    keep.mkdir()
+    (keep / "y.blob").write_bytes(b"new")
+    assert sorted(d.name for d in prune_blobs(export, keep)) == ["openvino", "openvino-2024.0.0"]
+    assert [d.name for d in export.iterdir()] == [keep.name] and (keep / "y.blob").exists()

@@ -8,7 +8,8 @@ ONNX Runtime, with scores and vectors close to fp32 (held-out quality in benchma
 
 The model is the ONNX file that `backends_onnx.exported` made (same cache folder, same fingerprint), so
 there is one export per model; OpenVINO compiles it for this CPU and keeps the compiled blob in
-`<export folder>/openvino/` (its CACHE_DIR), so a later process imports the blob instead of compiling.
+`<export folder>/openvino-<version>/` (its CACHE_DIR), so a later process imports the blob instead of compiling;
+another version's blob folder is deleted when this version first caches there.
 Tokenisation and batching (length-sorted, token-budget batches) are `OnnxEncoder`'s: only the runtime
 differs. `import openvino` happens only when this backend is used (it costs ~0.3 s of a cold CLI).
 """
@@ -97,6 +98,29 @@ def openvino_preferred() -> bool:
     return openvino_available() and cpu_has_bf16()
 
 
+def blob_dir(export_folder: Path) -> Path:
+    """Where this OpenVINO version keeps the compiled blobs of one export: `openvino-<version>/` beside it. A blob
+    compiled by another version is never imported, so each version gets its own folder (see `prune_blobs`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("openvino")
+    except PackageNotFoundError:
+        v = "unknown"
+    return export_folder / f"openvino-{v}"
+
+
+def prune_blobs(export_folder: Path, keep: Path) -> list[Path]:
+    """Delete the blob folders other OpenVINO versions left beside an export (~90 MB each, never read again
+    after an upgrade); returns what was removed. Called when this version starts caching there."""
+    import shutil
+
+    gone = [d for d in export_folder.glob("openvino*") if d.is_dir() and d != keep]
+    for d in gone:
+        shutil.rmtree(d, ignore_errors=True)
+    return gone
+
+
 def compile_config(threads: int, precision: str, cache_dir: Path) -> dict[str, Any]:
     """The CPU plugin's settings: our thread count, latency mode (one request at a time, all threads on it),
     threads not pinned to cores, the inference precision and where compiled blobs are kept.
@@ -137,10 +161,12 @@ class OpenVinoEncoder(OnnxEncoder):
     def open(self, threads: int, spin: bool, cache_graph: bool) -> None:
         """Compile `self.path` for the CPU (or import the blob an earlier process compiled into `blob_dir`)."""
         core = _core()
-        self.blob_dir = self.path.parent / "openvino"
+        self.blob_dir = blob_dir(self.path.parent)
         config = compile_config(threads, self.precision, self.blob_dir)
         if not cache_graph or not os.access(self.path.parent, os.W_OK):
             config.pop("CACHE_DIR")
+        else:
+            prune_blobs(self.path.parent, keep=self.blob_dir)
         try:
             self.compiled = core.compile_model(str(self.path), "CPU", config)
         except Exception as e:
