@@ -42,6 +42,7 @@ def test_auto_prefers_openvino_on_a_bf16_cpu_and_torch_on_cuda(monkeypatch):
     assert choose_embedding_backend(DEFAULT_EMBEDDING_MODEL, "auto", "auto") == "openvino"
     assert choose_embedding_backend(DEFAULT_EMBEDDING_MODEL, "cpu", "auto", quantize=True) == "onnx"  # int8 = ORT
     assert choose_rerank_backend(str(SHIPPED_SCORER), "cpu", "auto") == "openvino"
+    assert choose_rerank_backend(str(SHIPPED_SCORER), "cpu", "auto", quantize=True) == "onnx"  # int8 = ORT
     assert Reranker("evidence-scorer", "cpu", quantize=True).backend == "onnx"
     # explicit choices are kept, a GPU keeps torch, a hub id cannot be exported offline
     assert choose_embedding_backend(DEFAULT_EMBEDDING_MODEL, "cpu", "onnx") == "onnx"

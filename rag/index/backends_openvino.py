@@ -37,6 +37,19 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("tokenizers") is not None
 
 
+def require_openvino(setting: str) -> None:
+    """Refuse a setting that names the openvino backend where the package is missing, saying what to do."""
+    if not openvino_available():
+        raise ModelLoadError(f"{setting} = openvino, but openvino is not installed: {INSTALL_HINT}")
+
+
+def fallback_backend(kind: str) -> str:
+    """The runtime `auto` falls back to when `kind` fails to load: OpenVINO -> ONNX Runtime (if installed) -> torch."""
+    from rag.index.backends_onnx import onnx_available
+
+    return "onnx" if kind == "openvino" and onnx_available() else "torch"
+
+
 @lru_cache(maxsize=1)
 def _core() -> Any:
     try:

@@ -153,10 +153,9 @@ def choose_embedding_backend(model_name: str, device: str = "auto", backend: str
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown embedding backend '{backend}' (use auto, torch, onnx or openvino)")
     if backend == "openvino":
-        from rag.index.backends_openvino import INSTALL_HINT, openvino_available
+        from rag.index.backends_openvino import require_openvino
 
-        if not openvino_available():
-            raise ModelLoadError(f"embedding.backend = openvino, but openvino is not installed: {INSTALL_HINT}")
+        require_openvino("embedding.backend")
     if backend != "auto":
         return backend
     if device not in ("auto", "cpu"):
@@ -202,9 +201,9 @@ def get_embedder(model_name: str, device: str = "auto", batch_size: int = 64, ba
                 raise ModelLoadError(f"{kind} embedding backend: {e}") from None
             import warnings
 
-            from rag.index.backends_onnx import onnx_available
+            from rag.index.backends_openvino import fallback_backend
 
-            fallback = "onnx" if kind == "openvino" and onnx_available() else "torch"
+            fallback = fallback_backend(kind)
             warnings.warn(f"{kind} embedding backend unavailable ({e}); using {fallback}", stacklevel=2)
             kind = fallback
     return Embedder(model_name, device, batch_size)

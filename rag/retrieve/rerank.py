@@ -53,11 +53,11 @@ def _check_one_output(folder: Path) -> None:
                              "a cross-encoder with one relevance output is needed")
 
 
-def choose_rerank_backend(name: str, device: str = "cpu", backend: str = "auto") -> str:
+def choose_rerank_backend(name: str, device: str = "cpu", backend: str = "auto", quantize: bool = False) -> str:
     """torch, onnx or openvino. auto, for a local sequence-classification folder with a fast tokenizer on the CPU:
     OpenVINO where it is installed and the CPU computes bf16 (~0.6x ONNX Runtime fp32's time, held-out quality
     within 0.5 point: benchmarks/RESULTS.md, "Session 5: OpenVINO bf16"), else ONNX Runtime (same scores as
-    torch, faster); torch on a GPU or for a hub id."""
+    torch, faster; `quantize` (int8) keeps ONNX Runtime, whose recipe it is); torch on a GPU or for a hub id."""
     if backend not in ("auto", "torch", "onnx", "openvino"):
         raise ModelLoadError(f"unknown reranker backend '{backend}' (use auto, torch, onnx or openvino)")
     folder = Path(name)
@@ -68,17 +68,16 @@ def choose_rerank_backend(name: str, device: str = "cpu", backend: str = "auto")
         if not local:
             raise ModelLoadError(f"the {backend} reranker backend needs a local model folder with tokenizer.json; '{name}' is not one")
         if backend == "openvino":
-            from rag.index.backends_openvino import INSTALL_HINT, openvino_available
+            from rag.index.backends_openvino import require_openvino
 
-            if not openvino_available():
-                raise ModelLoadError(f"retrieval.rerank_backend = openvino, but openvino is not installed: {INSTALL_HINT}")
+            require_openvino("retrieval.rerank_backend")
         return backend
     if backend == "torch" or device not in ("auto", "cpu") or not local:
         return "torch"
     from rag.index.backends_onnx import onnx_available
     from rag.index.backends_openvino import openvino_preferred
 
-    if openvino_preferred():
+    if not quantize and openvino_preferred():
         return "openvino"
     return "onnx" if onnx_available() else "torch"
 
@@ -108,9 +107,7 @@ class Reranker:
         self.batch_size = batch_size
         self.quantize = quantize
         self.window = window
-        self.backend = choose_rerank_backend(self.name, self.device, backend)
-        if self.backend == "openvino" and quantize and backend == "auto":
-            self.backend = "onnx"  # rerank_quantize asks for ONNX Runtime's int8 scorer
+        self.backend = choose_rerank_backend(self.name, self.device, backend, quantize)
         self._auto = backend == "auto"  # may fall back to torch if the export fails
         self.cache_dir = cache_dir
         self._model: Any = None
@@ -139,9 +136,9 @@ class Reranker:
                         raise ModelLoadError(f"{self.backend} reranker backend: {e}") from None
                     import warnings
 
-                    from rag.index.backends_onnx import onnx_available
+                    from rag.index.backends_openvino import fallback_backend
 
-                    fallback = "onnx" if self.backend == "openvino" and onnx_available() else "torch"
+                    fallback = fallback_backend(self.backend)
                     warnings.warn(f"{self.backend} reranker backend unavailable ({e}); using {fallback}", stacklevel=2)
                     self.backend = fallback
             try:
