@@ -166,7 +166,13 @@ def test_streaming_callback(answerer_for):
 def test_true_but_off_topic_sentence_is_not_an_answer(answerer_for):
     """Seen in the browser test: the small model copied a supported sentence from an irrelevant passage."""
     q = "What certificate must drone operators hold?"
-    off = "The National Quantum Readiness Plan sets out how agencies migrate to post-quantum cryptography [1]."
+    # the draft copies a sentence of a retrieved passage on another topic and cites it by its number: supported, off topic
+    from rag.text.sentences import split_sentences
+
+    hits = answerer_for("", answer={"mode": "extractive"}).ask(q).passages
+    n, other = next((i + 1, p) for i, p in enumerate(hits) if p.chunk.source != "reports/farm-guidance.docx")
+    sentence = max((other.chunk.text[a:b] for a, b in split_sentences(other.chunk.text, 0, len(other.chunk.text))), key=len).strip().rstrip(".")
+    off = f"{sentence} [{n}]."
     a = answerer_for(off, answer={"mode": "auto"}).ask(q)
     assert a.produced_by == "extractive" and "remote pilot certificate" in a.text
     assert a.record["off_topic_sentences"] == 1

@@ -106,3 +106,92 @@ def test_train_scorer_command_on_a_tiny_slice(cli, capsys, tmp_path):
     assert sorted((out / "data").glob("prepared-*.json.gz")) == cached
     assert again["split"] == info["split"] and again["groups"] == info["groups"] and again["questions"] == info["questions"]
     assert again["test"] == info["test"] and again["calibration"] == info["calibration"]
+
+
+def test_swapped_groups_make_near_miss_questions_without_an_answer():
+    from rag.jobs.scorer.train import Group, swapped_groups
+
+    groups = [
+        Group("How much prize money goes to the Growth Accelerator Fund?", "Up to $2 million of Growth Accelerator Fund prize funds.",
+              ["Agencies shall report annually."], "obliqa"),
+        Group("Which agency runs the Presidential Challenge for students?", "The Presidential Challenge for students is run by OSTP.",
+              ["Funding is subject to appropriations."], "policyqa-para"),
+        Group("pseudo query", "pseudo positive", ["pseudo negative"], "pseudo"),
+    ]
+    out = swapped_groups(groups, 10, seed=13)
+    assert out and all(g.source == "swap" and not g.answerable for g in out)
+    for g in out:
+        orig = next(o for o in groups if o.positive == g.positive)
+        assert g.query != orig.query and g.negatives == orig.negatives and orig.source != "pseudo"
+        new_words = set(g.query.lower().split()) - set(orig.query.lower().split())
+        assert new_words and not any(w.strip("?")[:5] in g.positive.lower() for w in new_words)  # the swapped-in word is not in the answer
+    assert swapped_groups(groups, 10, seed=13) == out  # fixed seed, same groups
+    assert swapped_groups([groups[2]], 10) == []  # pseudo-queries are never swapped
+
+
+def test_group_loss_with_the_no_answer_option_is_not_shift_invariant():
+    import torch
+
+    from rag.jobs.scorer.train import Config, group_loss
+
+    cfg, w = Config(null_frac=0.3), torch.tensor(7.0)
+    logits = torch.tensor([[2.0, -1.0, -3.0], [1.5, 0.5, -2.0]])
+    answers = torch.tensor([True, False])
+    shifted = logits + 5.0
+    plain = Config(bce_weight=0.0)
+    # the ranking-only loss ignores a shift of a group's scores; with the "no answer" option a group without an
+    # answer pays for scoring above the fixed level, one with an answer for scoring below it
+    assert torch.isclose(group_loss(logits, torch.tensor([True, True]), plain, False, w),
+                         group_loss(shifted, torch.tensor([True, True]), plain, False, w))
+    nb = Config(null_frac=0.3, bce_weight=0.0)
+    assert group_loss(shifted[1:], answers[1:], nb, True, w) > group_loss(logits[1:], answers[1:], nb, True, w)
+    assert group_loss(logits[:1] - 5.0, answers[:1], nb, True, w) > group_loss(logits[:1], answers[:1], nb, True, w)
+    assert group_loss(logits, answers, cfg, True, w).requires_grad is False and group_loss(logits, answers, cfg, True, w) > 0
+
+
+@needs_eval
+def test_train_scorer_further_with_no_answer_groups(cli, capsys, tmp_path):
+    out = tmp_path / "scorer"
+    code, stdout, err = cli(capsys, "train", "scorer", "--policyqa", str(POLICYQA), "--obliqa", str(OBLIQA), "-o", str(out),
+                            "--limit", "12", "--epochs", "1", "--max-length", "64", "--device", "cpu", "--pseudo", "0",
+                            "--base", str(SHIPPED), "--null-frac", "0.5", "--swap", "4", "--lr", "2e-5")
+    assert code == 0, err
+    info = json.loads((out / "scorer.json").read_text(encoding="utf-8"))
+    assert info["config"]["null_frac"] == 0.5 and info["config"]["base"] == str(SHIPPED) and info["groups"].get("swap", 0) >= 1
+    assert {"policyqa", "obliqa"} <= set(info["answerability_val"])
+    command = info["command"]
+    assert "--null-frac 0.5" in command and "--swap 4" in command and f"--base {SHIPPED}" in command and "--lr 2e-05" in command
+    code, _, err = cli(capsys, "train", "scorer", "--policyqa", str(POLICYQA), "--obliqa", str(OBLIQA), "-o", str(tmp_path / "x"),
+                       "--limit", "12", "--base", str(tmp_path / "missing"))
+    assert code != 0 and "missing" in err
+
+
+def test_reranker_orders_by_the_fusion_weight_tuned_on_validation():
+    import numpy as np
+
+    from rag.retrieve.rerank import Reranker, fuse
+    from rag.types import Chunk, Passage
+
+    logits, retrieval = np.array([3.0, 2.9, -1.0]), [0.01, 0.03, 0.02]
+    assert list(np.argsort(-fuse(logits, retrieval, 1.0))) == [0, 1, 2]  # w = 1: the cross-encoder alone
+    assert list(np.argsort(-fuse(logits, retrieval, 0.7))) == [1, 0, 2]  # a near tie goes to the retrievers' favourite
+    assert list(np.argsort(-fuse(logits, [0.02, 0.02, 0.02], 0.5))) == [0, 1, 2]  # flat retrieval scores change nothing
+
+    weight = json.loads((SHIPPED / "scorer.json").read_text(encoding="utf-8"))["fusion"]["all"]
+    r = Reranker(str(SHIPPED), device="cpu", backend="torch")
+
+    def hit(text: str, fused: float) -> Passage:
+        c = Chunk(chunk_id=text[:8], doc_id="d", source="s.md", title="T", ordinal=0, text=text, char_start=0, char_end=len(text),
+                  page=1, page_end=1, section="", n_tokens=len(text.split()), embed_text=text)
+        return Passage(chunk=c, score=fused, rank=1, scores={"fused": fused})
+
+    hits = [hit("Congress appropriated funds for quantum-safe upgrades in fiscal year 2025.", 0.015),
+            hit("The report recommends faster interconnection studies for solar and storage.", 0.033),
+            hit("Only utilities serving fewer than 10,000 people are eligible.", 0.014)]
+    out = r.rerank("faster interconnection studies", hits)
+    assert r.fusion_weight == weight and 0 < weight <= 1
+    expected = np.argsort(-fuse(np.array([p.scores["rerank"] for p in out]), [p.scores["fused"] for p in out], weight), kind="stable")
+    assert list(expected) == [0, 1, 2]  # the returned order is the fused order
+    r.fusion_weight = 1.0
+    alone = [p.scores["rerank"] for p in r.rerank("faster interconnection studies", hits)]
+    assert alone == sorted(alone, reverse=True)  # w = 1: the cross-encoder's order

@@ -25,6 +25,10 @@ def train_scorer(
     limit: Annotated[int | None, typer.Option("--limit", min=3, help="Questions per set, in turn from train/validation/test documents (quick runs).")] = None,
     pseudo: Annotated[int, typer.Option("--pseudo", min=0, help="Inverse-cloze pseudo-query groups from ObliQA training documents (0: none).")] = 6000,
     max_length: Annotated[int, typer.Option("--max-length", min=16, help="Tokens per (question, text) pair (the recipe: 256).")] = 256,
+    base: Annotated[Path | None, typer.Option("--base", help="Start from this folder: a bi-encoder (default: the shipped all-MiniLM-L6-v2) or a trained scorer to train further.")] = None,
+    null_frac: Annotated[float, typer.Option("--null-frac", min=0.0, max=0.9, help="Share of groups shown without their answer, to be scored below the fixed 'no answer' level (0: the ranking-only recipe).")] = 0.0,
+    swap: Annotated[int, typer.Option("--swap", min=0, help="Near-miss no-answer groups: a question's key word swapped for another question's (0: none).")] = 0,
+    lr: Annotated[float, typer.Option("--lr", min=1e-7, max=1e-2, help="Encoder learning rate (the recipe: 7e-5).")] = 7e-5,
 ) -> None:
     """Train the evidence scorer (cross-encoder) on PolicyQA + ObliQA dev, split by document; evaluate on held-out documents; save."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -36,7 +40,8 @@ def train_scorer(
             prog.update(task, description=stage, completed=done, total=total)
 
         info = service(settings()).train_scorer(policyqa, obliqa, out, seed=seed, epochs=epochs, device=device, max_minutes=max_minutes,
-                                                limit=limit, pseudo=pseudo, max_length=max_length, progress=progress)
+                                                limit=limit, pseudo=pseudo, max_length=max_length, progress=progress,
+                                                base=str(base) if base else None, null_frac=null_frac, swap=swap, lr=lr)
     typer.echo(summary(info, out))
 
 

@@ -82,6 +82,19 @@ def choose_rerank_backend(name: str, device: str = "cpu", backend: str = "auto",
     return "onnx" if onnx_available() else "torch"
 
 
+def fuse(logits: np.ndarray, retrieval: Sequence[float], w: float) -> np.ndarray:
+    """w * minmax(logits) + (1 - w) * minmax(retrieval scores): the ranking `rag train scorer` tunes w for."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if w >= 1.0 or len(logits) < 2:
+        return logits
+
+    def mm(x: np.ndarray) -> np.ndarray:
+        span = float(x.max() - x.min())
+        return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+
+    return w * mm(logits) + (1.0 - w) * mm(np.asarray(retrieval, dtype=np.float64))
+
+
 class Reranker:
     """A sequence-classification cross-encoder with one output (a relevance logit), loaded on first use.
 
@@ -114,6 +127,7 @@ class Reranker:
         self._tok: Any = None
         self._onnx: Any = None
         self.calibration = (1.0, 0.0)
+        self.fusion_weight = 1.0  # scorer.json's fusion.all (1: the cross-encoder's order alone)
         self._lock = threading.Lock()
         self._memo: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._memo_lock = threading.Lock()
@@ -176,10 +190,19 @@ class Reranker:
                            int8=self.int8, spin=self.spin, max_tokens=self.max_tokens, cache_graph=self.cache_graph)
 
     def _read_calibration(self) -> None:
+        """Platt calibration and the fusion weight, from the `scorer.json` that `rag train scorer` writes.
+
+        The fusion weight `w` was tuned on the scorer's validation documents: candidates are ordered by
+        w * minmax(logit) + (1 - w) * minmax(retrieval score). An exact phrase that the retrievers found
+        keeps a say where the cross-encoder alone ranks a topical neighbour first. Without the file: w = 1.
+        """
         meta = Path(self.name) / "scorer.json"
         if meta.is_file():
-            cal = json.loads(meta.read_text()).get("calibration") or {}
+            info = json.loads(meta.read_text())
+            cal = info.get("calibration") or {}
             self.calibration = (float(cal.get("a", 1.0)), float(cal.get("b", 0.0)))
+            w = (info.get("fusion") or {}).get("all", 1.0)
+            self.fusion_weight = min(1.0, max(0.0, float(w)))
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """Relevance logits, one per text (higher = more likely to answer the question)."""
@@ -277,7 +300,7 @@ class Reranker:
         """Hits ordered by the cross-encoder's score (kept in `scores["rerank"]` with its probability)."""
         scores = self.scores(query, [p.chunk.text for p in hits])
         probs = self.probability(scores)
-        order = np.argsort(-scores, kind="stable")
+        order = np.argsort(-fuse(scores, [p.scores.get("fused", p.score) for p in hits], self.fusion_weight), kind="stable")
         return [replace(hits[i], score=float(scores[i]),
                         scores={**hits[i].scores, "rerank": float(scores[i]), "rerank_p": float(probs[i])}) for i in order]
 

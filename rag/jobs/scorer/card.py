@@ -17,7 +17,7 @@ DEFAULTS = Config()
 
 
 def reproduce_command(policyqa: Path, obliqa: Path, out: Path, cfg: Config, device: str, limit: int | None,
-                      max_minutes: float | None) -> str:
+                      max_minutes: float | None, base_default: str = "") -> str:
     """The `rag train scorer` line that repeats a run (options left at the recipe's value omitted)."""
     parts = ["rag", "train", "scorer", "--policyqa", str(policyqa), "--obliqa", str(obliqa), "-o", str(out),
              "--device", device, "--seed", str(cfg.seed), "--epochs", str(cfg.epochs)]
@@ -29,6 +29,14 @@ def reproduce_command(policyqa: Path, obliqa: Path, out: Path, cfg: Config, devi
         parts += ["--max-length", str(cfg.max_length)]
     if max_minutes:
         parts += ["--max-minutes", f"{max_minutes:g}"]
+    if cfg.null_frac != DEFAULTS.null_frac:
+        parts += ["--null-frac", f"{cfg.null_frac:g}"]
+    if cfg.swap != DEFAULTS.swap:
+        parts += ["--swap", str(cfg.swap)]
+    if cfg.lr != DEFAULTS.lr:
+        parts += ["--lr", f"{cfg.lr:g}"]
+    if cfg.base and cfg.base != base_default:
+        parts += ["--base", cfg.base]
     return shlex.join(parts)
 
 

@@ -17,6 +17,7 @@ from rag.jobs.metrics import mrr, recall_at_k
 from rag.jobs.scorer.candidates import N_CAND
 from rag.jobs.scorer.data import Dataset, Question, is_hit, sentence_texts
 from rag.jobs.scorer.train import score_pairs
+from rag.retrieve.rerank import fuse  # the product's ranking: the weight tuned here is the one it applies
 from rag.text.lexical import lexical_tokens
 
 MODES = ("bm25", "dense", "hybrid", "reranked", "fused")
@@ -64,16 +65,6 @@ def roc_auc(pos: Sequence[float], neg: Sequence[float]) -> float:
         i = j + 1
     n_p, n_n = len(pos), len(neg)
     return float((ranks[:n_p].sum() - n_p * (n_p + 1) / 2) / (n_p * n_n))
-
-
-def minmax(x: np.ndarray) -> np.ndarray:
-    lo, hi = float(np.min(x)), float(np.max(x))
-    return (x - lo) / (hi - lo) if hi > lo else np.ones_like(x)
-
-
-def fuse(scorer: np.ndarray, hybrid: np.ndarray, w: float) -> np.ndarray:
-    """w * scorer + (1 - w) * hybrid RRF score, each min-max normalised over the candidates."""
-    return w * minmax(np.asarray(scorer, float)) + (1 - w) * minmax(np.asarray(hybrid, float))
 
 
 def rank_metrics(rows: list[dict[str, Any]], k: int, budget: int, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:

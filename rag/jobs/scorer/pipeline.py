@@ -48,6 +48,10 @@ def make_config(*, seed: int = 13, epochs: int | None = None, max_minutes: float
     known = {f.name for f in dataclasses.fields(Config)}
     if bad := sorted(set(overrides) - known):
         raise ConfigError(f"unknown scorer setting(s): {', '.join(bad)} (known: {', '.join(sorted(known))})")
+    if base and not Path(base).is_dir():
+        raise ConfigError(f"--base {base}: no such model folder (a bi-encoder or a trained scorer's folder)")
+    if not 0 <= overrides.get("null_frac", 0.0) < 1:
+        raise ConfigError(f"null_frac {overrides['null_frac']} must be in [0, 1)")
     cfg = Config(base=base or default_base(), seed=seed, pseudo=pseudo, **overrides)
     if epochs is not None:
         cfg.epochs = epochs
@@ -88,7 +92,7 @@ def train_scorer(policyqa: Path, obliqa: Path, out: Path, *, seed: int = 13, epo
     payload, data_file = prepared_data(Path(policyqa), Path(obliqa), default_base(), out / "data", seed=seed, limit=limit,
                                        pseudo=pseudo, progress=progress)
     extra = {"data": {"prepared": data_file.name, "limit": limit, "pseudo_mined": len(payload.get("pseudo", []))},
-             "command": reproduce_command(policyqa, obliqa, out, cfg, device, limit, max_minutes)}
+             "command": reproduce_command(policyqa, obliqa, out, cfg, device, limit, max_minutes, default_base())}
     return run_recipe(payload, cfg, device, out, extra, progress=progress, t_start=t_all)
 
 
@@ -97,7 +101,7 @@ def run_recipe(payload: dict[str, Any], cfg: Config, device: str, out: Path, ext
     """Train on the train part of prepared data, pick the epoch and fusion weight on validation, report
     test, save model + scorer.json (with `extra`) + MODEL_CARD.md into `out`; returns scorer.json."""
     t_all = t_start or time.time()
-    groups = build_groups(payload, "train", sentences=cfg.sentences, pseudo=cfg.pseudo)
+    groups = build_groups(payload, "train", sentences=cfg.sentences, pseudo=cfg.pseudo, swap=cfg.swap, seed=cfg.seed)
     if cfg.max_groups and len(groups) > cfg.max_groups:
         groups = random.Random(cfg.seed).sample(groups, cfg.max_groups)
     if not groups:
@@ -145,7 +149,8 @@ def run_recipe(payload: dict[str, Any], cfg: Config, device: str, out: Path, ext
         "split": {n: s["split"] for n, s in payload["sets"].items()},
         "questions": {n: {p: sum(x == p for x in s["parts"]) for p in ("train", "val", "test")} for n, s in payload["sets"].items()},
         "headline": {n: [f"recall@{s['k']}", f"recall@{s['budget']}w"] for n, s in payload["sets"].items()},
-        "test": test, "answerability_test": {n: {k: v for k, v in r.items() if k not in ("pos", "neg")} for n, r in ans_test.items()},
+        "test": test, "answerability_val": {n: {k: v for k, v in r.items() if k not in ("pos", "neg")} for n, r in ans_val.items()},
+        "answerability_test": {n: {k: v for k, v in r.items() if k not in ("pos", "neg")} for n, r in ans_test.items()},
         "sentences_test": sentence_eval(model, tok, payload, "test", device, cfg.max_length),
         "inference": {"pairs": n_test_pairs, "s": round(t_inf, 1), "pairs_per_s": round(n_test_pairs / max(t_inf, 1e-9), 1)},
         "usage": USAGE,

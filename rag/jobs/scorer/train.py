@@ -18,6 +18,7 @@ import copy
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,10 +40,12 @@ class Group:
     query: str
     positive: str
     negatives: list[str]
-    source: str  # obliqa / policyqa-para / policyqa-sent / pseudo
+    source: str  # obliqa / policyqa-para / policyqa-sent / pseudo / swap
+    answerable: bool = True  # False: no text of the group answers the query (the target is the "no answer" option)
 
 
-def build_groups(payload: dict[str, Any], part: str, max_pos: int = 3, sentences: bool = True, pseudo: int = 0) -> list[Group]:
+def build_groups(payload: dict[str, Any], part: str, max_pos: int = 3, sentences: bool = True, pseudo: int = 0,
+                 swap: int = 0, seed: int = SEED) -> list[Group]:
     """Training groups for the questions of one part ("train" or "val").
 
     ObliQA: each gold passage (up to `max_pos`) against the question's BM25 + dense + hybrid
@@ -95,7 +98,60 @@ def build_groups(payload: dict[str, Any], part: str, max_pos: int = 3, sentences
             for t in list(dict.fromkeys(pos_s))[:max_pos]:
                 if neg_s:
                     groups.append(Group(q.text, t, neg_s, "policyqa-sent"))
+    if swap:
+        groups += swapped_groups(groups, swap, seed)
     return groups
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
+_SCAFFOLD = ("what which when where whom whose does must shall should would could have with from that this these those they them "
+             "their there about under into over upon than then also other such each more most been being were will your how many much")
+_COMMON = frozenset(_SCAFFOLD.split())
+
+
+def _specific_words(text: str) -> list[str]:
+    """Lower-cased words of 4+ letters that are not question scaffolding: the candidates for a swap."""
+    return [w for w in (m.group(0).lower() for m in _WORD.finditer(text)) if w not in _COMMON]
+
+
+def swapped_groups(groups: list[Group], n: int, seed: int = SEED) -> list[Group]:
+    """Near-miss questions with no answer: a question's most specific word that its positive also says is
+    replaced by another question's specific word that the positive does not say ("the prize money of the
+    *Presidential* AI Challenge" asked of a passage on the *Growth* Accelerator Fund's prize money).
+
+    Why: the near-topic questions readers ask that the documents do not answer are answered from a
+    sentence that matches every word but one; retrieval negatives rarely look like that, so the scorer
+    never learnt that one missing key term makes a passage no answer. These groups keep the positive
+    among the texts and put the target on the "no answer" option.
+    """
+    rng = random.Random(seed + 1)
+    real = [g for g in groups if g.answerable and g.source in ("obliqa", "policyqa-para", "policyqa-sent")]
+    if not real:
+        return []
+    df: dict[str, int] = {}
+    for g in real:
+        for w in set(_specific_words(g.positive)):
+            df[w] = df.get(w, 0) + 1
+    donors = sorted({w for g in real for w in _specific_words(g.query)})
+    out: list[Group] = []
+    for g in rng.sample(real, min(n, len(real))):
+        pos = g.positive.lower()
+        mine_all = set(_specific_words(g.query))
+        mine = [w for w in dict.fromkeys(_specific_words(g.query)) if w in pos]
+        if not mine or not donors:
+            continue
+        old = min(mine, key=lambda w: (df.get(w, 0), w))
+        for _ in range(20):  # a donor word the positive does not say in any form (its first five letters)
+            new = rng.choice(donors)
+            if new not in mine_all and new[:5] not in pos:
+                break
+        else:
+            continue
+        query = re.sub(rf"\b{re.escape(old)}\b", lambda m, w=new: w.capitalize() if m.group(0)[0].isupper() else w, g.query,
+                       count=1, flags=re.IGNORECASE)
+        if query != g.query:
+            out.append(Group(query, g.positive, g.negatives, "swap", answerable=False))
+    return out
 
 
 @dataclass
@@ -121,6 +177,9 @@ class Config:
     eval_every_epoch: bool = True  # validation after each epoch; the best epoch (mean MRR@10) is kept
     bf16: bool = True  # CUDA autocast
     max_train_s: float = 0.0  # stop training after this many seconds (0: no limit), then evaluate and save
+    null_frac: float = 0.0  # share of groups shown without their positive, the target being the "no answer" option
+    swap: int = 0  # near-miss no-answer groups (swapped_groups); with null_frac they make the raw score an answerability score
+    null_logit: float = 0.0  # the fixed logit of the "no answer" option: an answering text must score above it
 
 
 def set_seed(seed: int) -> None:
@@ -186,6 +245,29 @@ def score_pairs(model: Any, tok: Any, pairs: list[tuple[str, str]], device: str,
     return out
 
 
+def group_loss(logits: Any, answers: Any, cfg: Config, use_null: bool, pos_weight: Any) -> Any:
+    """The recipe's loss for a batch of groups: `logits` (groups x texts), the first text the positive where
+    `answers` says the group has one.
+
+    With `use_null` the softmax also holds a fixed "no answer" logit (`cfg.null_logit`): a group with an
+    answer must score it above that level, a group without one must score every text below it. The
+    listwise loss alone is shift-invariant, so its raw scores say "better than the others" but not "answers";
+    this option is what makes the best score an answerability signal (SQuAD 2.0 readers use the same device).
+    """
+    import torch
+    from torch.nn import functional as F
+
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = answers.float()
+    bce = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
+    if cfg.loss != "listwise":
+        return bce
+    if use_null:
+        full = F.pad(logits, (1, 0), value=cfg.null_logit)
+        return F.cross_entropy(full, answers.long()) + cfg.bce_weight * bce
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device)) + cfg.bce_weight * bce
+
+
 def train(model: Any, tok: Any, groups: list[Group], cfg: Config, device: str,
           on_epoch: Callable[[int], dict[str, Any]] | None = None, progress: Progress = _quiet) -> dict[str, Any]:
     """Fine-tune on the groups; returns pairs, timings and per-epoch validation results.
@@ -197,7 +279,6 @@ def train(model: Any, tok: Any, groups: list[Group], cfg: Config, device: str,
     them, and training stops outright when the time is up.
     """
     import torch
-    from torch.nn import functional as F
 
     set_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -213,6 +294,7 @@ def train(model: Any, tok: Any, groups: list[Group], cfg: Config, device: str,
     n_epochs = cfg.epochs
     use_amp = device.startswith("cuda") and cfg.bf16
     pos_weight = torch.tensor(float(cfg.n_neg), device=device)  # positives are 1 in 8: balance the pointwise term
+    use_null = cfg.null_frac > 0 or any(not g.answerable for g in groups)
     history: list[dict[str, Any]] = []
     pairs_done, t_train = 0, 0.0
     t_start = time.time()
@@ -228,23 +310,20 @@ def train(model: Any, tok: Any, groups: list[Group], cfg: Config, device: str,
         t0 = time.time()
         for s in range(steps_per_epoch):
             batch = [groups[i] for i in order[s * cfg.batch_groups : (s + 1) * cfg.batch_groups]]
-            qs, ts = [], []
+            qs, ts, answers = [], [], []
             for g in batch:
-                negs = rng.sample(g.negatives, min(cfg.n_neg, len(g.negatives)))
-                negs += [rng.choice(g.negatives) for _ in range(cfg.n_neg - len(negs))]  # short pools: repeat
-                for t in [g.positive, *negs]:
+                dropped = cfg.null_frac > 0 and g.answerable and rng.random() < cfg.null_frac
+                k = cfg.n_neg + (1 if dropped else 0)
+                negs = rng.sample(g.negatives, min(k, len(g.negatives)))
+                negs += [rng.choice(g.negatives) for _ in range(k - len(negs))]  # short pools: repeat
+                answers.append(g.answerable and not dropped)
+                for t in negs if dropped else [g.positive, *negs]:
                     qs.append(g.query)
                     ts.append(t)
             enc = tok(qs, ts, truncation="only_second", max_length=cfg.max_length, padding=True, return_tensors="pt").to(device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(**enc).logits.float().view(len(batch), 1 + cfg.n_neg)
-            labels = torch.zeros_like(logits)
-            labels[:, 0] = 1.0
-            bce = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
-            if cfg.loss == "listwise":
-                loss = F.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long, device=device)) + cfg.bce_weight * bce
-            else:
-                loss = bce
+            loss = group_loss(logits, torch.tensor(answers, device=device), cfg, use_null, pos_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
