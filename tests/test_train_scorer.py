@@ -159,6 +159,8 @@ def test_train_scorer_further_with_no_answer_groups(cli, capsys, tmp_path):
     info = json.loads((out / "scorer.json").read_text(encoding="utf-8"))
     assert info["config"]["null_frac"] == 0.5 and info["config"]["base"] == str(SHIPPED) and info["groups"].get("swap", 0) >= 1
     assert {"policyqa", "obliqa"} <= set(info["answerability_val"])
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "trained further" in card and "null_frac 0.5" in card and "initialised from all-MiniLM" not in card
     command = info["command"]
     assert "--null-frac 0.5" in command and "--swap 4" in command and f"--base {SHIPPED}" in command and "--lr 2e-05" in command
     code, _, err = cli(capsys, "train", "scorer", "--policyqa", str(POLICYQA), "--obliqa", str(OBLIQA), "-o", str(tmp_path / "x"),

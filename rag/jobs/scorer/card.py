@@ -53,6 +53,21 @@ def _table(test: dict[str, Any], name: str) -> list[str]:
     return lines
 
 
+def _origin(info: dict[str, Any]) -> list[str]:
+    """Where the weights started: the bi-encoder (a fresh head) or, with --base, a trained scorer."""
+    base = str(info["config"].get("base", ""))
+    use = ("Use: rank the hybrid top 20-30 by w * minmax(logit) + (1 - w) * minmax(RRF score), w = fusion.all "
+           f"({info.get('fusion', {}).get('all', 1.0)}); the calibrated probability is the answerability signal.")
+    if (Path(base) / "scorer.json").is_file() or "scorer" in Path(base).name:
+        head = (f"A cross-encoder (question, text) -> relevance logit, a trained scorer ({base}) trained further with "
+                "`rag train scorer --base`")
+        null = info["config"].get("null_frac", 0.0)
+        head += f" and a fixed 'no answer' option (null_frac {null:g})." if null else "."
+        return [head, use]
+    return ["A cross-encoder (question, text) -> relevance logit, initialised from all-MiniLM-L6-v2 (Apache-2.0) with a",
+            "new one-logit head, trained with `rag train scorer`. " + use]
+
+
 def model_card(info: dict[str, Any]) -> str:
     """The card: what the model is, its data and split, recipe, held-out results, calibration, use."""
     cfg, q = info["config"], info.get("questions", {})
@@ -60,8 +75,7 @@ def model_card(info: dict[str, Any]) -> str:
     out = [
         "# Evidence scorer (cross-encoder)",
         "",
-        "A cross-encoder (question, text) -> relevance logit, initialised from all-MiniLM-L6-v2 (Apache-2.0) with a",
-        "new one-logit head, trained with `rag train scorer`. Use: rerank the hybrid top 20-30 by the logit.",
+        *_origin(info),
         "",
         *([f"**Quick run (--limit {limit}): these numbers come from a handful of questions and mean little.**", ""] if limit else []),
         "## Data",
