@@ -297,7 +297,8 @@ class Reranker:
         return 1.0 / (1.0 + np.exp(-(a * np.asarray(logits, dtype=np.float64) + b)))
 
     def rerank(self, query: str, hits: Sequence[Passage]) -> list[Passage]:
-        """Hits ordered by the cross-encoder's score (kept in `scores["rerank"]` with its probability)."""
+        """Hits ordered by the cross-encoder's score fused with the retrieval score at the scorer's own weight
+        (`fuse`; the logit is kept in `scores["rerank"]`, its probability in `scores["rerank_p"]`)."""
         scores = self.scores(query, [p.chunk.text for p in hits])
         probs = self.probability(scores)
         order = np.argsort(-fuse(scores, [p.scores.get("fused", p.score) for p in hits], self.fusion_weight), kind="stable")
