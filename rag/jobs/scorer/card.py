@@ -58,7 +58,7 @@ def _origin(info: dict[str, Any]) -> list[str]:
     base = str(info["config"].get("base", ""))
     use = ("Use: rank the hybrid top 20-30 by w * minmax(logit) + (1 - w) * minmax(RRF score), w = fusion.all "
            f"({info.get('fusion', {}).get('all', 1.0)}); the calibrated probability is the answerability signal.")
-    if (Path(base) / "scorer.json").is_file() or "scorer" in Path(base).name:
+    if (Path(base) / "scorer.json").is_file():  # `save` writes it beside every trained scorer
         head = (f"A cross-encoder (question, text) -> relevance logit, a trained scorer ({base}) trained further with "
                 "`rag train scorer --base`")
         null = info["config"].get("null_frac", 0.0)

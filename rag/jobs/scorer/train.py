@@ -136,14 +136,14 @@ def swapped_groups(groups: list[Group], n: int, seed: int = SEED) -> list[Group]
     out: list[Group] = []
     for g in rng.sample(real, min(n, len(real))):
         pos = g.positive.lower()
-        mine_all = set(_specific_words(g.query))
-        mine = [w for w in dict.fromkeys(_specific_words(g.query)) if w in pos]
+        asked = list(dict.fromkeys(_specific_words(g.query)))
+        mine = [w for w in asked if w in pos]
         if not mine or not donors:
             continue
         old = min(mine, key=lambda w: (df.get(w, 0), w))
         for _ in range(20):  # a donor word the positive does not say in any form (its first five letters)
             new = rng.choice(donors)
-            if new not in mine_all and new[:5] not in pos:
+            if new not in asked and new[:5] not in pos:
                 break
         else:
             continue
