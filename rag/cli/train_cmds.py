@@ -29,6 +29,9 @@ def train_scorer(
     null_frac: Annotated[float, typer.Option("--null-frac", min=0.0, max=0.9, help="Share of groups shown without their answer, to be scored below the fixed 'no answer' level (0: the ranking-only recipe).")] = 0.0,
     swap: Annotated[int, typer.Option("--swap", min=0, help="Near-miss no-answer groups: a question's key word swapped for another question's (0: none).")] = 0,
     lr: Annotated[float, typer.Option("--lr", min=1e-7, max=1e-2, help="Encoder learning rate (the recipe: 7e-5).")] = 7e-5,
+    reader: Annotated[Path | None, typer.Option("--reader", help="A reader-written question set (eval/paraphrased.jsonl format, topic_doc on unanswerables): a third set, split by document.")] = None,
+    reader_index: Annotated[Path | None, typer.Option("--reader-index", help="The index of the --reader set's documents (rag index build --corpus DOCS --index DIR).")] = None,
+    max_groups: Annotated[int | None, typer.Option("--max-groups", min=1, help="Sample this many PolicyQA/ObliQA/pseudo groups (a --reader set's groups are all kept).")] = None,
 ) -> None:
     """Train the evidence scorer (cross-encoder) on PolicyQA + ObliQA dev, split by document; evaluate on held-out documents; save."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -41,7 +44,8 @@ def train_scorer(
 
         info = service(settings()).train_scorer(policyqa, obliqa, out, seed=seed, epochs=epochs, device=device, max_minutes=max_minutes,
                                                 limit=limit, pseudo=pseudo, max_length=max_length, progress=progress,
-                                                base=str(base) if base else None, null_frac=null_frac, swap=swap, lr=lr)
+                                                base=str(base) if base else None, null_frac=null_frac, swap=swap, lr=lr,
+                                                reader=reader, reader_index=reader_index, max_groups=max_groups)
     typer.echo(summary(info, out))
 
 

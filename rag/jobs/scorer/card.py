@@ -17,7 +17,8 @@ DEFAULTS = Config()
 
 
 def reproduce_command(policyqa: Path, obliqa: Path, out: Path, cfg: Config, device: str, limit: int | None,
-                      max_minutes: float | None, base_default: str = "") -> str:
+                      max_minutes: float | None, base_default: str = "", reader: Path | None = None,
+                      reader_index: Path | None = None) -> str:
     """The `rag train scorer` line that repeats a run (options left at the recipe's value omitted)."""
     parts = ["rag", "train", "scorer", "--policyqa", str(policyqa), "--obliqa", str(obliqa), "-o", str(out),
              "--device", device, "--seed", str(cfg.seed), "--epochs", str(cfg.epochs)]
@@ -35,6 +36,10 @@ def reproduce_command(policyqa: Path, obliqa: Path, out: Path, cfg: Config, devi
         parts += ["--swap", str(cfg.swap)]
     if cfg.lr != DEFAULTS.lr:
         parts += ["--lr", f"{cfg.lr:g}"]
+    if cfg.max_groups != DEFAULTS.max_groups:
+        parts += ["--max-groups", str(cfg.max_groups)]
+    if reader is not None and reader_index is not None:
+        parts += ["--reader", str(reader), "--reader-index", str(reader_index)]
     if cfg.base and cfg.base != base_default:
         parts += ["--base", cfg.base]
     return shlex.join(parts)
@@ -68,6 +73,14 @@ def _origin(info: dict[str, Any]) -> list[str]:
             "new one-logit head, trained with `rag train scorer`. " + use]
 
 
+def _reader_line(info: dict[str, Any]) -> list[str]:
+    r = info.get("data", {}).get("reader")
+    if not r:
+        return []
+    return [f"- Reader-written set: {r['questions']} over the {len(r['documents'])} documents indexed in {r['index']}",
+            "  (questions in a reader's words with the answering sentence quoted, and near-topic questions no document answers)."]
+
+
 def model_card(info: dict[str, Any]) -> str:
     """The card: what the model is, its data and split, recipe, held-out results, calibration, use."""
     cfg, q = info["config"], info.get("questions", {})
@@ -82,6 +95,7 @@ def model_card(info: dict[str, Any]) -> str:
         "",
         "- PolicyQA dev (wasiahmad/PolicyQA, MIT repository; policy texts from OPP-115, research use) and ObliQA dev",
         "  (RegNLP/ObliQADataset, ADGM regulations, no licence stated): check both before redistributing the weights.",
+        *_reader_line(info),
         f"- Training groups: {info.get('groups')}.",
         f"- Questions per part: {q}.",
         "",

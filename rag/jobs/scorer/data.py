@@ -61,6 +61,7 @@ class Question:
     scope: str | None = None  # PolicyQA: retrieval restricted to this document
     group: str = ""  # PolicyQA: questions with the same text in the same policy share positives
     answer_spans: list[list[int]] = field(default_factory=list)  # [unit, start, end] (PolicyQA)
+    answerable: bool = True  # False: a reader-set question no document answers (`docs` holds its topic's document)
 
 
 @dataclass

@@ -141,6 +141,8 @@ def evaluate_part(payload: dict[str, Any], part: str, scores: dict[str, list[np.
         idx = part_indices(s, part)
         modes: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
         for j, i in enumerate(idx):
+            if not ds.questions[i].answerable:  # no ranking to judge; it counts in `answerability`
+                continue
             c = s["candidates"][i]
             for m in ("bm25", "dense", "hybrid"):
                 modes[m].append(_row(payload, name, i, c[m]))
@@ -154,7 +156,7 @@ def evaluate_part(payload: dict[str, Any], part: str, scores: dict[str, list[np.
                 modes["reranked"].append(_row(payload, name, i, []))
                 modes["fused"].append(_row(payload, name, i, []))
         res[name] = {m: rank_metrics(rows, ds.k, ds.budget) for m, rows in modes.items()}
-        res[name][f"oracle_top{depth}"] = round(sum(any(r["hits"]) for r in modes["reranked"]) / max(1, len(idx)), 4)
+        res[name][f"oracle_top{depth}"] = round(sum(any(r["hits"]) for r in modes["reranked"]) / max(1, len(modes["reranked"])), 4)
     return res
 
 
@@ -175,7 +177,8 @@ def tune_fusion(payload: dict[str, Any], scores: dict[str, list[np.ndarray]],
 def answerability(payload: dict[str, Any], part: str, scores: dict[str, list[np.ndarray]], depth: int = 20) -> dict[str, Any]:
     """How well the best score among the top `depth` candidates tells "the evidence is here" from "it
     is not": per question, the max over its candidates (answerable when a hit is among them) against
-    the max over the same candidates with every hit removed (as if the corpus lacked the answer). AUC
+    the max over the same candidates with every hit removed (as if the corpus lacked the answer); a
+    reader set's unanswerable questions add the max over all their candidates to the negatives. AUC
     for the scorer and for the dense cosine the project thresholds today; "pos"/"neg" are the maxima."""
     out = {}
     for name, s in payload["sets"].items():
@@ -185,6 +188,11 @@ def answerability(payload: dict[str, Any], part: str, scores: dict[str, list[np.
             cand = c["hybrid"][:depth]
             sc = np.asarray(scores[name][j][:depth])
             cos = np.asarray(c["cos"][:depth])
+            if not s["dataset"].questions[i].answerable:  # a real unanswerable question: all its candidates
+                if len(cand):
+                    neg_s.append(sc.max())
+                    neg_c.append(cos.max())
+                continue
             hits = np.array(_hits(payload, name, i, cand), dtype=bool)
             if hits.any():
                 pos_s.append(sc.max())

@@ -64,12 +64,15 @@ def make_config(*, seed: int = 13, epochs: int | None = None, max_minutes: float
 
 def train_scorer(policyqa: Path, obliqa: Path, out: Path, *, seed: int = 13, epochs: int | None = None, device: str = "auto",
                  max_minutes: float | None = None, limit: int | None = None, pseudo: int = PSEUDO_MAX,
-                 base: str | None = None, threads: int | None = None, progress: Progress = _quiet, **overrides: Any) -> dict[str, Any]:
+                 base: str | None = None, threads: int | None = None, reader: Path | None = None, reader_index: Path | None = None,
+                 progress: Progress = _quiet, **overrides: Any) -> dict[str, Any]:
     """Train, evaluate and save an evidence scorer into `out` (prepared data cached in `out/data`).
 
     `limit`: questions per set (taken in turn from train, validation and test documents) for quick
     runs; the split is the same as without it. `pseudo`: inverse-cloze pseudo-query groups (0: none).
-    `overrides`: other `Config` fields (max_length, batch_groups, ...). Returns what scorer.json holds.
+    `reader` + `reader_index`: a reader-written question set and the index of its documents, a third set
+    split by document (rag.jobs.scorer.reader). `overrides`: other `Config` fields (max_length,
+    batch_groups, max_groups, ...). Returns what scorer.json holds.
     """
     import torch
 
@@ -84,6 +87,8 @@ def train_scorer(policyqa: Path, obliqa: Path, out: Path, *, seed: int = 13, epo
         raise ConfigError(f"ObliQA: {obliqa} must hold ObliQA_dev.json and StructuredRegulatoryDocuments.zip (pass --obliqa)")
     if limit is not None and limit < 3:
         raise ConfigError("--limit must be at least 3 (one question each for training, validation and test)")
+    if (reader is None) != (reader_index is None):
+        raise ConfigError("--reader and --reader-index go together: the questions and the index of their documents")
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
@@ -91,8 +96,14 @@ def train_scorer(policyqa: Path, obliqa: Path, out: Path, *, seed: int = 13, epo
     t_all = time.time()
     payload, data_file = prepared_data(Path(policyqa), Path(obliqa), default_base(), out / "data", seed=seed, limit=limit,
                                        pseudo=pseudo, progress=progress)
-    extra = {"data": {"prepared": data_file.name, "limit": limit, "pseudo_mined": len(payload.get("pseudo", []))},
-             "command": reproduce_command(policyqa, obliqa, out, cfg, device, limit, max_minutes, default_base())}
+    extra: dict[str, Any] = {"data": {"prepared": data_file.name, "limit": limit, "pseudo_mined": len(payload.get("pseudo", []))}}
+    if reader is not None and reader_index is not None:
+        from rag.jobs.scorer.reader import NAME, prepare_reader
+
+        payload["sets"][NAME] = prepare_reader(Path(reader), Path(reader_index), default_base(), seed=seed, progress=progress)
+        extra["data"]["reader"] = {"questions": str(reader), "index": str(reader_index),
+                                   "documents": sorted({d for q in payload["sets"][NAME]["dataset"].questions for d in q.docs})}
+    extra["command"] = reproduce_command(policyqa, obliqa, out, cfg, device, limit, max_minutes, default_base(), reader, reader_index)
     return run_recipe(payload, cfg, device, out, extra, progress=progress, t_start=t_all)
 
 
@@ -102,8 +113,12 @@ def run_recipe(payload: dict[str, Any], cfg: Config, device: str, out: Path, ext
     test, save model + scorer.json (with `extra`) + MODEL_CARD.md into `out`; returns scorer.json."""
     t_all = t_start or time.time()
     groups = build_groups(payload, "train", sentences=cfg.sentences, pseudo=cfg.pseudo, swap=cfg.swap, seed=cfg.seed)
-    if cfg.max_groups and len(groups) > cfg.max_groups:
-        groups = random.Random(cfg.seed).sample(groups, cfg.max_groups)
+    if cfg.max_groups:  # a cap on the development sets' groups; a reader set's groups are all kept
+        own = [g for g in groups if g.source.startswith("reader")]
+        dev = [g for g in groups if not g.source.startswith("reader")]
+        if len(dev) > cfg.max_groups:
+            dev = random.Random(cfg.seed).sample(dev, cfg.max_groups)
+        groups = dev + own
     if not groups:
         raise ConfigError("no training groups: the training documents gave no question with a negative (raise --limit)")
     by_src = {k: sum(g.source == k for g in groups) for k in sorted({g.source for g in groups})}

@@ -40,7 +40,7 @@ class Group:
     query: str
     positive: str
     negatives: list[str]
-    source: str  # obliqa / policyqa-para / policyqa-sent / pseudo / swap
+    source: str  # obliqa / policyqa-para / policyqa-sent / pseudo / swap / reader-para / reader-sent
     answerable: bool = True  # False: no text of the group answers the query (the target is the "no answer" option)
 
 
@@ -68,6 +68,9 @@ def build_groups(payload: dict[str, Any], part: str, max_pos: int = 3, sentences
                 for g in q.gold[:max_pos]:
                     if negs:
                         groups.append(Group(q.text, ds.units[g].text, negs, "obliqa"))
+            continue
+        if name == "reader":
+            groups += _reader_groups(ds, qs, max_pos)
             continue
         merged: dict[str, tuple[Question, dict[str, Any], list[Question]]] = {}
         for q, c in qs:
@@ -101,6 +104,57 @@ def build_groups(payload: dict[str, Any], part: str, max_pos: int = 3, sentences
     if swap:
         groups += swapped_groups(groups, swap, seed)
     return groups
+
+
+def _shares_run(text: str, quote: str, n: int = 6) -> bool:
+    """Whether `text` shares a run of `n` words with `quote` (or lies inside it when shorter): the sentence
+    is (part of) the quoted answer, so it is neither a clean positive's rival nor a negative."""
+    w = _norm(text).split()
+    if len(w) < n:
+        return " ".join(w) in _norm(quote)
+    q = _norm(quote).split()
+    runs = {tuple(q[i : i + n]) for i in range(len(q) - n + 1)}
+    return any(tuple(w[i : i + n]) in runs for i in range(len(w) - n + 1))
+
+
+def _reader_groups(ds: Dataset, qs: list[tuple[Question, dict[str, Any]]], max_pos: int) -> list[Group]:
+    """Groups of the reader-written set (rag.jobs.scorer.reader), passages and sentences.
+
+    Answerable: each gold chunk against the candidates that are not hits; each sentence holding (most of) a
+    gold quote against the other sentences of the gold and top-3 chunks that neither overlap a quote nor hold
+    an answer, so the sentence that answers must beat the ones that only share its topic. Unanswerable: the
+    question's own candidates, passages and then sentences of its top 3, all below the "no answer" option.
+    """
+    out: list[Group] = []
+    for q, c in qs:
+        pool = list(dict.fromkeys(c["hybrid"] + c["bm25"] + c["dense"]))
+        top_sents = [t for i in c["hybrid"][:3] for _, _, t in sentence_texts(ds.units[i]) if len(t.split()) >= 3]
+        if not q.answerable:
+            texts = [ds.units[i].text for i in pool]
+            if len(texts) >= 2:
+                out.append(Group(q.text, texts[0], texts[1:], "reader-para", answerable=False))
+            if len(top_sents) >= 2:
+                out.append(Group(q.text, top_sents[0], top_sents[1:], "reader-sent", answerable=False))
+            continue
+        negs = [ds.units[i].text for i in pool if i not in q.gold and not is_hit(q, ds.units[i])]
+        for g in q.gold[:max_pos]:
+            if negs:
+                out.append(Group(q.text, ds.units[g].text, negs, "reader-para"))
+        answers = [_norm(a) for a in q.answers if len(a) > 3]
+        pos_s, neg_s = [], []
+        for uid in dict.fromkeys(q.gold + c["hybrid"][:3]):
+            for _, _, t in sentence_texts(ds.units[uid]):
+                if len(t.split()) < 3:
+                    continue
+                if any(_shares_run(t, x) for x in q.gold_texts):
+                    if uid in q.gold:
+                        pos_s.append(t)
+                elif not any(a in _norm(t) for a in answers):
+                    neg_s.append(t)
+        for t in list(dict.fromkeys(pos_s))[:max_pos]:
+            if neg_s:
+                out.append(Group(q.text, t, neg_s, "reader-sent"))
+    return out
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
@@ -171,7 +225,7 @@ class Config:
     bce_weight: float = 0.2  # pointwise term that keeps the raw score calibratable
     loss: str = "listwise"  # listwise | pointwise
     seed: int = SEED
-    max_groups: int | None = None  # subsample for quick trials
+    max_groups: int | None = None  # subsample the development-set groups (a reader set's groups are all kept)
     sentences: bool = True  # PolicyQA answer-sentence groups
     pseudo: int = 6000  # inverse-cloze pseudo-query groups from ObliQA training documents (3,303 mined)
     eval_every_epoch: bool = True  # validation after each epoch; the best epoch (mean MRR@10) is kept
