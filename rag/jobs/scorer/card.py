@@ -90,7 +90,8 @@ def model_card(info: dict[str, Any]) -> str:
         "",
         *_origin(info),
         "",
-        *([f"**Quick run (--limit {limit}): these numbers come from a handful of questions and mean little.**", ""] if limit else []),
+        *([f"**Run with --limit {limit}: at most {limit} PolicyQA and ObliQA questions each, taken in turn from training, validation "
+            "and test documents; the held-out numbers below come from those few (a quick run's mean little).**", ""] if limit else []),
         "## Data",
         "",
         "- PolicyQA dev (wasiahmad/PolicyQA, MIT repository; policy texts from OPP-115, research use) and ObliQA dev",

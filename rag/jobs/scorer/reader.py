@@ -98,10 +98,10 @@ def prepare_reader(questions: Path, index: Path, encoder_path: str, *, seed: int
     from sentence_transformers import SentenceTransformer
 
     ds = load_reader(questions, index)
-    docs = {d for q in ds.questions for d in q.docs}
+    # every indexed document takes part in the split, questions or not: the split depends on the index alone
+    docs = {u.doc for u in ds.units}
     n_test, n_val = split_sizes(len(docs))
     ds.split = split_docs(docs, n_test, n_val, seed)
-    # chunks of documents no question covers are candidates for every part (more distractors, no leak)
     parts = [question_split(q, ds.split) for q in ds.questions]
 
     def exclude(q: Question) -> set[str]:
