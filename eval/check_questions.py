@@ -1,6 +1,7 @@
 """Check an evaluation question set (JSONL) against the corpus text as the project's loader extracts it.
 
     python eval/check_questions.py [eval/paraphrased.jsonl] [corpus]
+    python eval/check_questions.py --by-document eval/ntia-reader.jsonl ../shared/extra/ntia-open-weights-comments
 
 Checks: required keys and value types; unique ids; every gold quote found (whitespace-normalised,
 case-insensitive) in the extracted text of one of its gold sources; `page` equal to the 1-based page of
@@ -36,6 +37,12 @@ QUOTE_WORDS = (6, 25)
 ANSWER_WORDS = (1, 6)
 TEXT_SUFFIXES = {".pdf", ".md", ".txt", ".html", ".htm", ".docx"}
 SKIP_NAMES = {"SOURCES.md"}  # provenance notes, not a corpus document
+# a set split by document (--by-document) is training and evaluation data written for the scorer: its quotes are the
+# whole answering sentence, its answers may be a list or a reason, and it asks which / how / yes-no / list questions
+BY_DOCUMENT = {"quote_words": (6, 45), "answer_words": (1, 20), "types": TYPES | {"which", "how", "yesno", "list"}}
+# by document, a shared run needs two content words: "is the amount of" is grammar, not the document's phrase
+_FUNCTION = "a an the of to in on for and or is are was were be by with as at from that this it its what which who how does do did"
+FUNCTION_WORDS = frozenset(_FUNCTION.split())
 HASH_SPLIT_FROM = 78  # ids p78 onwards are split by sha1 parity, not by hand
 
 
@@ -117,15 +124,22 @@ def quote_pages(doc: CorpusText, quote: str) -> list[int]:
     return pages
 
 
-def check_question_set(path: str | Path, corpus_dir: str | Path) -> list[str]:
+def check_question_set(path: str | Path, corpus_dir: str | Path, halves: bool = True) -> list[str]:
+    """`halves=False`: a set split by document by its user (eval/ntia-reader.jsonl), so rows carry no `split`
+    and an unanswerable row names the document it sits next to in `topic_doc` instead."""
     problems: list[str] = []
+    required = REQUIRED_KEYS if halves else tuple(k for k in REQUIRED_KEYS if k != "split") + ("topic_doc",)
     path = Path(path)
     corpus = _corpus(str(Path(corpus_dir).resolve()))
     ntexts = {rel: norm(d.text) for rel, d in corpus.items()}
     corpus_grams: dict[tuple[str, ...], str] = {}
+    doc_grams: dict[str, set[tuple[str, ...]]] = {}
     for rel, d in corpus.items():
-        for g in _ngrams(words(d.text + "\n" + d.title)):
+        doc_grams[rel] = set(_ngrams(words(d.text + "\n" + d.title)))
+        for g in doc_grams[rel]:
             corpus_grams.setdefault(g, rel)
+    types = TYPES if halves else BY_DOCUMENT["types"]
+    limits = {} if halves else {"quote_words": BY_DOCUMENT["quote_words"], "answer_words": BY_DOCUMENT["answer_words"]}
 
     items = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -140,17 +154,21 @@ def check_question_set(path: str | Path, corpus_dir: str | Path) -> list[str]:
 
     for q in items:
         qid = q.get("id", "?")
-        missing = [k for k in REQUIRED_KEYS if k not in q]
+        missing = [k for k in required if k not in q]
         if missing:
             problems.append(f"{qid}: missing keys {missing}")
             continue
         if not isinstance(q["question"], str) or not q["question"].strip():
             problems.append(f"{qid}: empty question")
             continue
-        if q["type"] not in TYPES:
+        if q["type"] not in types:
             problems.append(f"{qid}: unknown type {q['type']!r}")
-        if q["split"] not in SPLITS:
+        if halves and q["split"] not in SPLITS:
             problems.append(f"{qid}: unknown split {q['split']!r}")
+        if not halves and q["topic_doc"] not in corpus:
+            problems.append(f"{qid}: topic_doc {q['topic_doc']!r} is not a corpus document")
+        elif not halves and q["answerable"] and q["gold_sources"] and q["topic_doc"] != q["gold_sources"][0]:
+            problems.append(f"{qid}: topic_doc must be the first gold source")
         if not isinstance(q["answerable"], bool):
             problems.append(f"{qid}: answerable must be true/false")
         for k in ("answers", "gold_sources", "gold_quotes"):
@@ -158,17 +176,23 @@ def check_question_set(path: str | Path, corpus_dir: str | Path) -> list[str]:
                 problems.append(f"{qid}: {k} must be a list of strings")
                 break
         else:
-            problems += _check_gold(q, corpus, ntexts)
+            problems += _check_gold(q, corpus, ntexts, **limits)
 
-        shared = sorted({" ".join(g) for g in _ngrams(words(q["question"])) if g in corpus_grams})
+        # by document: the phrase rule is about the question's own document (the other letters' stock phrases
+        # such as "the national science foundation" are no copying)
+        own = corpus_grams if halves else doc_grams.get(q["topic_doc"], set())
+        shared = sorted({" ".join(g) for g in _ngrams(words(q["question"])) if g in own
+                         and (halves or sum(w not in FUNCTION_WORDS for w in g) >= 2)})
         if shared:
             problems.append(f"{qid}: question shares phrase(s) with the corpus: {shared}")
 
-    problems += _check_splits(items)
+    if halves:
+        problems += _check_splits(items)
     return problems
 
 
-def _check_gold(q: dict, corpus: dict[str, CorpusText], ntexts: dict[str, str]) -> list[str]:
+def _check_gold(q: dict, corpus: dict[str, CorpusText], ntexts: dict[str, str], quote_words: tuple[int, int] = QUOTE_WORDS,
+                answer_words: tuple[int, int] = ANSWER_WORDS) -> list[str]:
     qid = q["id"]
     out: list[str] = []
     if not q["answerable"]:
@@ -182,15 +206,15 @@ def _check_gold(q: dict, corpus: dict[str, CorpusText], ntexts: dict[str, str]) 
         return [f"{qid}: gold source(s) not in corpus: {unknown}"]
     for quote in q["gold_quotes"]:
         n = len(quote.split())
-        if not QUOTE_WORDS[0] <= n <= QUOTE_WORDS[1]:
-            out.append(f"{qid}: quote has {n} words (want {QUOTE_WORDS[0]}-{QUOTE_WORDS[1]}): {quote!r}")
+        if not quote_words[0] <= n <= quote_words[1]:
+            out.append(f"{qid}: quote has {n} words (want {quote_words[0]}-{quote_words[1]}): {quote!r}")
         if not any(norm(quote) in ntexts[s] for s in q["gold_sources"]):
             out.append(f"{qid}: quote not found in its gold sources: {quote!r}")
     nquotes = [norm(x) for x in q["gold_quotes"]]
     for ans in q["answers"]:
         n = len(ans.split())
-        if not ANSWER_WORDS[0] <= n <= ANSWER_WORDS[1]:
-            out.append(f"{qid}: answer has {n} words (want {ANSWER_WORDS[0]}-{ANSWER_WORDS[1]}): {ans!r}")
+        if not answer_words[0] <= n <= answer_words[1]:
+            out.append(f"{qid}: answer has {n} words (want {answer_words[0]}-{answer_words[1]}): {ans!r}")
         a = norm(ans)
         if not (any(a in ntexts[s] for s in q["gold_sources"]) or any(a in nq for nq in nquotes)):
             out.append(f"{qid}: answer not found in gold sources or quotes: {ans!r}")
@@ -245,9 +269,11 @@ def _check_splits(items: list[dict]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     here = Path(__file__).resolve().parent
+    halves = "--by-document" not in argv
+    argv = [a for a in argv if a != "--by-document"]
     path = Path(argv[1]) if len(argv) > 1 else here / "paraphrased.jsonl"
     corpus_dir = Path(argv[2]) if len(argv) > 2 else here.parent / "corpus"
-    problems = check_question_set(path, corpus_dir)
+    problems = check_question_set(path, corpus_dir, halves)
     for p in problems:
         print(p)
     n = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())

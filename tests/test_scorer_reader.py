@@ -118,7 +118,7 @@ def test_train_scorer_with_a_reader_set(cli, capsys, built_fixture_index, tmp_pa
     out = tmp_path / "scorer"
     code, stdout, err = cli(capsys, "train", "scorer", "--policyqa", str(POLICYQA), "--obliqa", str(OBLIQA), "-o", str(out),
                             "--limit", "6", "--epochs", "1", "--max-length", "64", "--device", "cpu", "--pseudo", "0",
-                            "--reader", str(reader), "--reader-index", str(index), "--max-groups", "4")
+                            "--reader", str(reader), "--reader-index", str(index), "--max-groups", "4", "--batch-groups", "4")
     assert code == 0, err
     info = json.loads((out / "scorer.json").read_text(encoding="utf-8"))
     groups = info["groups"]
@@ -127,7 +127,8 @@ def test_train_scorer_with_a_reader_set(cli, capsys, built_fixture_index, tmp_pa
     split = info["split"]["reader"]
     assert not set(split["train"]) & (set(split["test"]) | set(split["val"])) and len(split["test"]) == 1
     assert "reader" in info["answerability_test"] or "reader" in info["answerability_val"]
-    assert f"--reader {reader}" in info["command"] and "--max-groups 4" in info["command"]
+    assert f"--reader {reader}" in info["command"] and "--max-groups 4" in info["command"] and "--batch-groups 4" in info["command"]
+    assert info["config"]["batch_groups"] == 4
     assert "Reader-written set" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     code, _, err = cli(capsys, "train", "scorer", "-o", str(tmp_path / "y"), "--reader", str(reader))
     assert code != 0 and "--reader-index" in err

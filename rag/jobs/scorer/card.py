@@ -36,6 +36,8 @@ def reproduce_command(policyqa: Path, obliqa: Path, out: Path, cfg: Config, devi
         parts += ["--swap", str(cfg.swap)]
     if cfg.lr != DEFAULTS.lr:
         parts += ["--lr", f"{cfg.lr:g}"]
+    if cfg.batch_groups != DEFAULTS.batch_groups:
+        parts += ["--batch-groups", str(cfg.batch_groups)]
     if cfg.max_groups != DEFAULTS.max_groups:
         parts += ["--max-groups", str(cfg.max_groups)]
     if reader is not None and reader_index is not None:
