@@ -142,7 +142,7 @@ class AnswerSettings(_Group):
     mode: Literal["generative", "extractive", "auto"] = Field(
         "extractive", description="extractive quotes sentences (no LLM); generative is the LLM's answer, checked; auto drops unsupported LLM sentences and falls back to extractive.")
     refusal_threshold: float = Field(0.45, ge=-1, le=1, description="Refuse when no passage's dense similarity to the question reaches this.")
-    answerable_probability: float = Field(0.05, ge=0, le=1, description="With an evidence scorer: refuse when its calibrated probability that the best passage answers is below this.")
+    answerable_probability: float = Field(0.03, ge=0, le=1, description="With an evidence scorer: refuse when its calibrated probability that the best passage answers is below this.")
     extractive_threshold: float = Field(0.30, ge=-1, le=2, description="Refuse (extractive) or fall back (auto) when the best sentence scores below this.")
     support_threshold: float = Field(0.50, ge=0, le=1, description="Sentence-passage support needed for a sentence to count as supported.")
     support_dense_weight: float = Field(0.5, ge=0, le=1, description="Support = w * embedding similarity + (1 - w) * share of content words found.")

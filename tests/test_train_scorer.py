@@ -27,7 +27,7 @@ def test_shipped_model_loads_and_ranks_evidence_first():
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "scorer.json", "MODEL_CARD.md"):
         assert (SHIPPED / name).is_file(), name
     info = json.loads((SHIPPED / "scorer.json").read_text(encoding="utf-8"))
-    assert {"a", "b"} <= set(info["calibration"]) and set(info["answerability_threshold"]) == {"policyqa", "obliqa"}
+    assert {"a", "b"} <= set(info["calibration"]) and set(info["answerability_threshold"]) >= {"policyqa", "obliqa"}
     model = CrossEncoder(str(SHIPPED), max_length=256, device="cpu")
     question = "How long do you keep my personal information?"
     relevant = ("We retain your personal information for as long as your account is active and for up to two years "
@@ -82,7 +82,8 @@ def test_train_scorer_command_on_a_tiny_slice(cli, capsys, tmp_path):
 
     info = json.loads((out / "scorer.json").read_text(encoding="utf-8"))
     assert info["config"]["max_length"] == 64 and info["config"]["epochs"] == 1 and info["device"] == "cpu"
-    assert info["split"] == _shipped_split()  # the same held-out documents as the full run
+    shipped = _shipped_split()
+    assert info["split"] == {k: shipped[k] for k in ("policyqa", "obliqa")}  # the same held-out documents as the full run
     for split in info["split"].values():
         assert not set(split["train"]) & set(split["test"])
     assert all(sum(n.values()) == 12 and min(n.values()) >= 1 for n in info["questions"].values())
