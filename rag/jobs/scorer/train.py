@@ -128,8 +128,8 @@ def _reader_groups(ds: Dataset, qs: list[tuple[Question, dict[str, Any]]], max_p
     out: list[Group] = []
     for q, c in qs:
         pool = list(dict.fromkeys(c["hybrid"] + c["bm25"] + c["dense"]))
-        top_sents = [t for i in c["hybrid"][:3] for _, _, t in sentence_texts(ds.units[i]) if len(t.split()) >= 3]
         if not q.answerable:
+            top_sents = [t for i in c["hybrid"][:3] for _, _, t in sentence_texts(ds.units[i]) if len(t.split()) >= 3]
             texts = [ds.units[i].text for i in pool]
             if len(texts) >= 2:
                 out.append(Group(q.text, texts[0], texts[1:], "reader-para", answerable=False))
