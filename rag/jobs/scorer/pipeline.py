@@ -102,7 +102,7 @@ def train_scorer(policyqa: Path, obliqa: Path, out: Path, *, seed: int = 13, epo
 
         payload["sets"][NAME] = prepare_reader(Path(reader), Path(reader_index), default_base(), seed=seed, progress=progress)
         extra["data"]["reader"] = {"questions": str(reader), "index": str(reader_index),
-                                   "documents": sorted({d for q in payload["sets"][NAME]["dataset"].questions for d in q.docs})}
+                                   "documents": sorted({u.doc for u in payload["sets"][NAME]["dataset"].units})}  # all split
     extra["command"] = reproduce_command(policyqa, obliqa, out, cfg, device, limit, max_minutes, default_base(), reader, reader_index)
     return run_recipe(payload, cfg, device, out, extra, progress=progress, t_start=t_all)
 
