@@ -246,6 +246,19 @@ def test_number_spans_keep_units_and_skip_identifiers():
     assert number_spans("9 In applicable situations, this will enable employers to offer reimbursement.") == []  # a footnote marker
 
 
+def test_a_bare_number_run_into_a_name_or_bracket_is_weak():
+    """PDF text runs footnote markers, section numbers and addresses into sentences ("... a model poses 37 Microsoft
+    is a founding member", "a 501(c)(3) research organization"): such a bare number is no answer (weight below
+    extractive.MIN_LEAD), while a number followed by a word, a unit or an acronym's plural keeps its weight."""
+    weights = lambda s: {x.text: x.weight for x in number_spans(s)}  # noqa: E731
+    assert weights("instruments for determining that a model poses 37 Microsoft is a founding member")["37"] < 0.55
+    assert weights("EleutherAI is a 501(c)(3) research organization")["501"] < 0.55
+    assert weights("Contents Executive Summary 3 Part A 2.1 The limits of current approaches")["2.1"] < 0.55
+    assert weights("The study found 669 of the policies aimed at modernization.")["669"] == 1.0
+    assert weights("Over 100+ million developers use the platform.")["Over 100"] == 1.0
+    assert weights("The cluster was trained on 2,048 GPUs over two months.")["2,048 GPUs"] == 1.0
+
+
 def test_agent_and_name_spans():
     s = "The Assistant to the President and Deputy Chief of Staff for Policy shall serve as Chair of the White House AI Council."
     assert texts(agent_spans(s))[0] == "Assistant to the President and Deputy Chief of Staff for Policy"

@@ -142,3 +142,67 @@ def test_a_superlative_needs_counts_to_compare():
     assert missing_answer_kind(q, [inventory, CAIO]) == "number of applications to compare"
     counts = "The Department of Energy listed 180 AI applications, more than any other agency; NASA listed 90 applications."
     assert missing_answer_kind(q, [inventory, counts]) is None
+
+
+# -- the quoted number must measure what the question asks (lead_fits) ---------------------------------
+
+GITHUB = "100+ million developers around the world use GitHub to collaborate on and share software, including AI models."
+FORBES = "Forbes recently surveyed 600 business owners using or planning to use AI and found that many planned to use it."
+CSIS = "CSIS analysis of 669 policies finds that 43% of policies mentioning open source aimed to modernize IT."
+GRANTS = "The lab runs a cybersecurity grant program that has awarded over $1 million to defenders so far."
+SCALE = "The order directs NTIA to focus on models that contain at least tens of billions of parameters."
+
+
+@pytest.mark.parametrize(("question", "measure"), [
+    ("How many repositories has GitHub disabled for hosting malicious models?", "number of repositories"),
+    ("What share of Fortune 500 firms have put open models into production?", "share or percentage"),
+    ("What percentage of software includes open source code?", "share or percentage"),
+    ("How much annual funding does the company ask Congress to give NIST?", "amount of money"),
+    ("What penalty does Microsoft propose for developers who skip the risk assessment?", "penalty"),
+    ("How many days does the order give the Secretary?", None),  # a span of time: any period answers
+    ("What compute threshold triggers the reporting requirements?", None),  # a threshold may be in any unit
+    ("Who must designate a Chief AI Officer?", None),
+])
+def test_the_measure_a_quantity_question_asks_for(question, measure):
+    from rag.answer.requirements import measure_asked
+
+    assert measure_asked(question) == measure
+
+
+def test_a_number_of_something_else_is_no_answer():
+    from rag.answer.requirements import lead_fits
+
+    assert not lead_fits("How many repositories has GitHub disabled?", GITHUB, "100")
+    assert lead_fits("How many developers use GitHub?", GITHUB, "100")  # "million developers" within the window
+    assert not lead_fits("What share of business owners plan to use AI for sales?", FORBES, "600 business")
+    assert lead_fits("What share of policies aimed to modernize IT?", CSIS, "43%")
+    assert not lead_fits("How much annual funding does it ask Congress to give NIST?", CSIS, "669 policies")
+    assert lead_fits("How much money has the lab given out through its grants?", GRANTS, "over $1 million")
+    assert not lead_fits("What penalty did NTIA propose for developers who publish dangerous weights?", SCALE, "at least tens of billions")
+    assert lead_fits("What penalty does the bill set?", "Violators face a civil penalty of up to 10 percent of revenue.", "10 percent")
+    assert lead_fits("How many days does the order give?", CAIO, "60 days")  # no measure asked: anything of the kind fits
+
+
+def test_a_count_question_answered_only_by_other_counts_is_refused(embedder):
+    """Near-topic passages full of numbers, none of the thing asked: the documents don't say (no quote of "100")."""
+    from helpers import passage
+
+    from rag.answer.extractive import extractive
+
+    passages = [passage(GITHUB + " " + FORBES, chunk_id="gh-0", source="github.pdf", title="GitHub", ordinal=0, rank=1)]
+    sents, quotes, _ = extractive("How many repositories has GitHub disabled for hosting malicious models?", passages, embedder)
+    assert sents == [] and quotes == {}
+    sents, _, _ = extractive("How many developers use GitHub to share software?", passages, embedder)
+    assert sents and "100" in sents[0].text.split(":")[0]  # the count of developers is the lead
+
+
+def test_the_answerer_names_the_measure_it_did_not_find(built_fixture_index, embedder, fake_generator):
+    from rag.answer.answerer import Answerer
+    from rag.retrieve.retriever import Retriever
+    from rag.settings import Settings
+
+    s = Settings(index=built_fixture_index[1], answer={"mode": "extractive"})
+    answerer = Answerer(Retriever.open(s, embedder), s, generator=fake_generator("unused [1]."))
+    a = answerer.ask("What share of the interconnection queue do solar projects make up?")
+    assert a.refused and a.record["evidence"]["missing"] == "share or percentage"
+    assert a.note == "the passages give no share or percentage"

@@ -24,7 +24,7 @@ from rag.answer.markers import is_refusal, render, renumber
 from rag.answer.pool import pool_evidence, pool_passages
 from rag.answer.prompts import build_messages, condense_query
 from rag.answer.qtypes import TYPED, classify
-from rag.answer.requirements import missing_answer_kind
+from rag.answer.requirements import measure_asked, missing_answer_kind
 from rag.errors import ConfigError
 from rag.index.chunk import chunk_signature
 from rag.settings import AnswerSettings
@@ -241,6 +241,10 @@ class Answerer:
             passages, ext_sents, ext_quotes = _quoted_into(passages, pool, ext_sents, ext_quotes, record)
         record["evidence"]["best_sentence"] = round(ext_best, 4)
         timings["attribute_s"] = time.perf_counter() - t1
+        if not ext_sents and (qtype_ or classify(query)) == "how_many" and (measure := measure_asked(query)):
+            # numbers near the question, none of what it asks for (extractive.lead_fits): no mode may answer with one
+            record["evidence"]["missing"] = measure
+            return self._refusal(question, cfg, passages, timings, record, f"the passages give no {measure}")
         if cfg.mode == "extractive" or (cfg.mode == "auto" and ext_best < cfg.opts.extractive_threshold):
             if ext_best < cfg.opts.extractive_threshold or not ext_sents:
                 return self._refusal(question, cfg, passages, timings, record, "no sentence of the passages matches the question")

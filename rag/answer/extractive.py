@@ -29,6 +29,7 @@ from rag.answer.evidence import Evidence, Unit, clean_sentence, not_quotable, pa
 from rag.answer.instructions import without_instructions
 from rag.answer.prompts import neutralise_markers
 from rag.answer.qtypes import TYPED, classify, date_spans
+from rag.answer.requirements import lead_fits, measure_asked
 from rag.answer.shapes import (
     DEADLINE_WINDOW,
     EXACT_DATE_BONUS,
@@ -217,12 +218,15 @@ def score_candidates(question: str, passages: Sequence[Passage], ev: Evidence, e
         scaled = list(bases)
     out = []
     form, pinned = shape(question), pinned_dates(question)
+    measured = qtype == "how_many" and measure_asked(question) is not None
     for (n, u, _, _, _), base, sc in zip(units, bases, scaled, strict=True):
         if is_masthead(u.text):
             continue  # a letterhead run into the first sentence
         lead, bonus = None, shape_bonus(form, u.text, u.kind) + (EXACT_DATE_BONUS if pinned and holds_date(u.text, pinned) else 0.0)
         if qtype in TYPED:
             spans = scored_answer_spans(u.text, question, qtype)
+            if measured:  # only a number of what the question counts (or money, a share, a penalty) is a lead
+                spans = [(sc_, sp) for sc_, sp in spans if lead_fits(question, u.text, sp.text)]
             if spans:
                 score, span = spans[0]
                 if score >= MIN_LEAD and not (qtype == "when" and off_question(question, u.text)):
@@ -338,6 +342,10 @@ def extractive(question: str, passages: Sequence[Passage], embedder: Any, n_sent
         due = next((c for c in cands if c.lead is not None and is_deadline(c.unit.text, c.lead)), None)
         if due is not None and due.rank >= best.rank - DEADLINE_WINDOW:
             typed, window = due, DEADLINE_WINDOW
+    if qtype == "how_many" and measure_asked(question) and (typed is None or typed.rank < best.rank - TYPED_WINDOW):
+        # every lead measures what is asked (requirements.lead_fits); none near the best unit: the documents don't say
+        # (answering from the best unit without one would quote a number of something else, or none at all)
+        return [], {}, top_base
     if typed is not None and qtype == "how_many":
         # "for how many weeks ...?" quotes the count of weeks though a count of something else resembles the question more
         counted = next((c for c in cands if c.lead is not None and counts_asked(c.unit.text, c.lead, question)), None)

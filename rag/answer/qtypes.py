@@ -235,7 +235,7 @@ def number_spans(sentence: str) -> list[Span]:
         rest = sentence[b:]
         unit = re.match(r"(?:[\s-]+)([A-Za-z][\w-]*)", rest)
         noun = unit.group(1) if unit else ""
-        if unit and (noun.lower() in UNITS or (noun.endswith("s") and noun.islower() and noun not in _SMALL)):
+        if unit and (noun.lower() in UNITS or (noun.endswith("s") and noun.islower() and noun not in _SMALL) or re.fullmatch(r"[A-Z]{2,}s", noun)):
             b += unit.end()
         elif not digits:  # a spelled number counts only with its noun: "two frontier AI models", "tens of billions of parameters"
             word = txt.split()[-1].lower()
@@ -244,7 +244,10 @@ def number_spans(sentence: str) -> list[Span]:
             if not m2:
                 continue
             b += m2.end()
-        weight = 0.4 if re.fullmatch(r"\d{1,2}", txt.strip()) and b == m.end() else 1.0  # bare small number: often an index
+        bare = b == m.end() and re.fullmatch(r"[\d,.]+", txt.strip())
+        # a bare small number is often an index; a bare number run into a capitalised word, a bracket or another
+        # number ("poses 37 Microsoft is", "501(c)(3)", "2.1 Part A") is a footnote, page, section or address
+        weight = 0.4 if bare and (re.fullmatch(r"\d{1,2}", txt.strip()) or not re.match(r"\+?\s+[a-z]", sentence[b:])) else 1.0
         out.append(Span(a, b, sentence[a:b].strip(), "number", weight))
         taken.append((a, b))
     for s in date_spans(sentence):  # "within 60 days" is also a duration

@@ -20,9 +20,11 @@ from collections.abc import Iterable
 
 from rag.answer.focus import missing_focus
 from rag.answer.qtypes import MONTHS, agent_spans, classify, date_spans, number_spans, question_core
+from rag.answer.spans import counts_asked
 from rag.text.lexical import lexical_tokens
 
 UNIT_WINDOW = 20  # words after a number within which the counted thing must be named
+LEAD_WINDOW = 5  # ... and after the number quoted as the answer ("at least 20 science and technology challenges")
 _TIME = frozenset(["second", "minute", "hour", "day", "week", "month", "year", "decade", "business", "calendar"])
 _TIME_STEMS = frozenset(t[:5] for t in _TIME)  # as _stem gives them
 _GENERIC = frozenset(
@@ -222,6 +224,58 @@ def names_thing(sentence: str, thing: str, question: str = "") -> bool:
             if sp.end <= m.start() and _CUE_BEFORE.match(sentence[sp.end : m.start()]):
                 return True
     return False
+
+
+_SHARE_Q = re.compile(r"\b(?:what|which|how (?:large|big|small)(?: an?)?)\s+(?:[\w-]+\s+){0,2}?(?:share|percentage|percent|proportion|"
+                      r"fraction)\b|\bwhat %", re.I)
+_SHARE = re.compile(r"%|\bper ?cent\b|\b(?:half|halves|thirds?|quarters?|fifths?|tenths?|majority|minority)\b"
+                    r"|\b(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten) (?:in|out of) (?:every )?\w+", re.I)
+_PENALTY_Q = re.compile(r"\b(?:penalt(?:y|ies)|fines?|sanctions?)\b", re.I)
+_PENALTY = re.compile(r"\b(?:penal\w*|fine[sd]?|sanction\w*|liab\w*|prosecut\w*|prison|imprison\w*|criminal|debar\w*)\b", re.I)
+_MONEY_WORD = re.compile(r"\$|€|£|\b(?:dollars?|USD|euros?)\b", re.I)
+
+
+def measure_asked(question: str) -> str | None:
+    """What the answer to a quantity question must measure, when the question says: a number of the thing
+    it counts ("how many repositories" -> "number of repositories"), an amount of money, a share, or a
+    penalty; None for other questions and for counts of time ("how many days")."""
+    if classify(question) != "how_many":
+        return None
+    if _PENALTY_Q.search(question) and not re.search(r"\bhow many\b", question, re.I):
+        return "penalty"
+    if _SHARE_Q.search(question):
+        return "share or percentage"
+    thing = counted_thing(question)
+    if thing:
+        return f"number of {thing}"
+    if re.search(r"\bhow much\b|^(?:what|which)\b", question, re.I) and _MONEY_Q.search(question):
+        return "amount of money"
+    return None
+
+
+def lead_fits(question: str, sentence: str, lead: str) -> bool:
+    """Does the answer span `lead`, found in `sentence`, measure what the quantity question asks for
+    (`measure_asked`)? "How many repositories has GitHub disabled?" is not answered by "100" of "100+
+    million developers", "What share of firms ...?" not by "600 business owners", "How much annual funding
+    ...?" not by "32,000" CT images, "What penalty ...?" not by "tens of billions of parameters": a number of
+    something else, however close its sentence, is no answer. True when the question asks for no such measure."""
+    measure = measure_asked(question)
+    if measure is None:
+        return True
+    at = sentence.find(lead)
+    after = " ".join(sentence[at + len(lead):].split()[:3]) if at >= 0 else ""
+    if measure == "penalty":
+        return bool(_PENALTY.search(sentence) or _MONEY_WORD.search(f"{lead} {after}"))
+    if measure == "share or percentage":
+        return bool(_SHARE.search(f"{lead} {after}"))
+    if measure == "amount of money":
+        return bool(_MONEY_WORD.search(f"{lead} {after}"))
+    thing = counted_thing(question) or ""
+    if at < 0:
+        return False
+    stem = _stem(thing)
+    window = sentence[at + len(lead):].split()[:LEAD_WINDOW]
+    return counts_asked(sentence, lead, question) or any(_stem(w) == stem for w in [*lead.split(), *window])
 
 
 def missing_answer_kind(question: str, sentences: Iterable[str]) -> str | None:
