@@ -176,6 +176,10 @@ SECTION = "Pillar I: Accelerate AI Innovation > Encourage Open-Source and Open-W
 @pytest.mark.parametrize("question,qtype", [
     ("When were NTIA comments due?", "when"),
     ("By what date did NTIA need written comments on dual-use foundation models with widely available weights?", "when"),
+    ("In which year did BigScience first publish its responsible AI license?", "when"),  # a preposition before the wh-word
+    ("In what month and year did the grassroots lab behind GPT-J come into being?", "when"),
+    ("By what year does NIST plan a formal, community-informed review of its AI risk framework?", "when"),
+    ("What is the OSI's annual operating budget?", "how_many"),  # three words between "the" and the quantity
     ("On what date was OMB's AI governance memo M-24-10 signed out?", "when"),
     ("What was the deadline for most agencies to hand OMB their 2024 lists of AI applications in use?", "when"),
     ("When will NIST review the AI RMF with formal input from the AI community?", "when"),

@@ -159,7 +159,9 @@ SCALE = "The order directs NTIA to focus on models that contain at least tens of
     ("What percentage of software includes open source code?", "share or percentage"),
     ("How much annual funding does the company ask Congress to give NIST?", "amount of money"),
     ("What penalty does Microsoft propose for developers who skip the risk assessment?", "penalty"),
-    ("How many days does the order give the Secretary?", None),  # a span of time: any period answers
+    ("How many days does the order give the Secretary?", "span of time"),
+    ("How long did the red-teaming exercise with the Royal Society last?", "span of time"),
+    ("How long is the list of actions?", None),  # a length, not necessarily of time: not checked
     ("What compute threshold triggers the reporting requirements?", None),  # a threshold may be in any unit
     ("Who must designate a Chief AI Officer?", None),
 ])
@@ -180,7 +182,10 @@ def test_a_number_of_something_else_is_no_answer():
     assert lead_fits("How much money has the lab given out through its grants?", GRANTS, "over $1 million")
     assert not lead_fits("What penalty did NTIA propose for developers who publish dangerous weights?", SCALE, "at least tens of billions")
     assert lead_fits("What penalty does the bill set?", "Violators face a civil penalty of up to 10 percent of revenue.", "10 percent")
-    assert lead_fits("How many days does the order give?", CAIO, "60 days")  # no measure asked: anything of the kind fits
+    assert lead_fits("How many days does the order give?", CAIO, "60 days")
+    assert lead_fits("How long did the exercise last?", "Comments were submitted over a seven-week span.", "seven-week")
+    assert not lead_fits("How long did the exercise last?", "Over 40 experts took part in the exercise.", "Over 40 experts")
+    assert lead_fits("Who must designate a Chief AI Officer?", CAIO, "the head of each agency")  # no measure asked
 
 
 def test_a_count_question_answered_only_by_other_counts_is_refused(embedder):

@@ -48,14 +48,15 @@ _SUMMARY = re.compile(
 _WHEN = re.compile(
     rf"^(?:when|until when|by when|since when|how soon)\b|^(?:what|which) {MODIFIERS}(?:date|day|month|year|deadline|time ?frame)\b"
     r"|^(?:what|which) (?:is|was|were|are) the (?:[\w-]+ ){0,2}?(?:deadline|due date|date)\b|\bby what (?:date|time)\b"
-    r"|^on what (?:date|day)\b",
+    r"|^on what (?:date|day)\b"
+    r"|^(?:in|on|by|during|until|through|from|since) (?:what|which) (?:[\w-]+ ){0,2}?(?:date|day|month|year|week|quarter)s?\b",
     re.I,
 )
 _QUANTITY = (r"(?:amount|number|percentage|percent|share|proportion|fraction|threshold|level|size|sum|quantity|price|"
              r"cost|budget|fine|penalty|dollar|salary|target|count|total|cap|limit|rate|age|length|duration)")
 _HOW_MANY = re.compile(
     r"\bhow (?:many|much|long|big|large|often|frequently|far|high|old)\b"
-    rf"|^(?:what|which) {MODIFIERS}{_QUANTITY}s?\b|^(?:what|which) (?:is|was|are|were) the (?:[\w-]+ ){{0,2}}?{_QUANTITY}\b"
+    rf"|^(?:what|which) {MODIFIERS}{_QUANTITY}s?\b|^(?:what|which) (?:is|was|are|were) the (?:[\w’'-]+ ){{0,3}}?{_QUANTITY}\b"
     r"|\b(?:below|above|under|over) what\b",
     re.I,
 )

@@ -232,15 +232,19 @@ _SHARE = re.compile(r"%|\bper ?cent\b|\b(?:half|halves|thirds?|quarters?|fifths?
                     r"|\b(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten) (?:in|out of) (?:every )?\w+", re.I)
 _PENALTY_Q = re.compile(r"\b(?:penalt(?:y|ies)|fines?|sanctions?)\b", re.I)
 _PENALTY = re.compile(r"\b(?:penal\w*|fine[sd]?|sanction\w*|liab\w*|prosecut\w*|prison|imprison\w*|criminal|debar\w*)\b", re.I)
+_DURATION_Q = re.compile(r"\bhow long\b(?! (?:is|are|was|were) the\b)|\bhow many (?:more )?(?:business |calendar )?"
+                         r"(?:hours|days|weeks|months|years|decades)\b", re.I)
 _MONEY_WORD = re.compile(r"\$|€|£|\b(?:dollars?|USD|euros?)\b", re.I)
 
 
 def measure_asked(question: str) -> str | None:
-    """What the answer to a quantity question must measure, when the question says: a number of the thing
-    it counts ("how many repositories" -> "number of repositories"), an amount of money, a share, or a
-    penalty; None for other questions and for counts of time ("how many days")."""
+    """What the answer to a quantity question must measure, when the question says: a span of time ("how
+    long", "how many weeks"), a number of the thing it counts ("how many repositories" -> "number of
+    repositories"), an amount of money, a share, or a penalty; None for other quantity questions."""
     if classify(question) != "how_many":
         return None
+    if _DURATION_Q.search(question):
+        return "span of time"
     if _PENALTY_Q.search(question) and not re.search(r"\bhow many\b", question, re.I):
         return "penalty"
     if _SHARE_Q.search(question):
@@ -264,6 +268,8 @@ def lead_fits(question: str, sentence: str, lead: str) -> bool:
         return True
     at = sentence.find(lead)
     after = " ".join(sentence[at + len(lead):].split()[:3]) if at >= 0 else ""
+    if measure == "span of time":  # "how long did the exercise last?" is not answered by "40 experts"
+        return any(_stem(w) in _TIME_STEMS for w in f"{lead} {after}".replace("-", " ").split())
     if measure == "penalty":
         return bool(_PENALTY.search(sentence) or _MONEY_WORD.search(f"{lead} {after}"))
     if measure == "share or percentage":
