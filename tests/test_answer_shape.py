@@ -399,9 +399,18 @@ TASK_FORCE = ("Within 30 days of the date of this order, the Attorney General sh
               "(Leadership and Coordination of Nondiscrimination Laws).")
 
 
+def test_a_year_after_to_is_a_date():
+    assert [x.text for x in date_spans("an open source code policy dating back to 2016 that seeks to increase reuse")] == ["2016"]
+    assert [x.text for x in date_spans("from 2019 to 2023")] == ["2019", "2023"]
+
+
 def test_past_event_questions_want_a_reported_date():
     assert past_event_question("When did the Justice Department's litigation team file its first case against a state?")
     assert past_event_question("When had that Biden order been signed?")
+    assert past_event_question("In which year did BigScience first publish its responsible AI license?")  # same, other words
+    assert past_event_question("On what date did the European Parliament approve the AI Act?")
+    assert not past_event_question("By what date did NTIA need written comments?")  # a deadline
+    assert not past_event_question("On what date were agencies required to report?")
     for q in ("When did agencies have to designate a CAIO?", "When was the task force supposed to be set up?",
               "When were NTIA comments due?", "When must agencies submit extension requests?"):
         assert not past_event_question(q), q

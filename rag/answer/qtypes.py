@@ -145,7 +145,7 @@ DATE_RE = re.compile(
     r"|\b(?:no|not) later than\s+(?:(?:19|20)\d{2}\b|the end of)",  # no later than 2028
     re.I,
 )
-_YEAR_RE = re.compile(r"\b(?:by|in|until|through|before|after|since|during|from|of|beginning|starting|end of)\s+(?:calendar year\s+)?"
+_YEAR_RE = re.compile(r"\b(?:by|in|until|through|before|after|since|during|from|to|of|beginning|starting|end of)\s+(?:calendar year\s+)?"
                       r"((?:19|20)\d{2})\b(?![-–/]\d)", re.I)
 _IDENT_RE = re.compile(
     r"\bM-\d{2}-\d{2}\b|\bM\d{2}-\d{2}\b"  # OMB memoranda
