@@ -319,6 +319,11 @@ def test_answer_spans_skip_what_the_question_already_says():
     ("How should NTIA define ‘‘open’’ or ‘‘widely available’’ when thinking about foundation models and model weights?", "question"),
     ("concentration implications of foundation models: The Invisible Hand of ChatGPT, Brookings Inst.", "fragment"),
     ("See, e.g., Jai Vipra and Anton Korinek, Market concentration implications, Brookings Inst. (2023) https://www.brookings.edu/x.", "citation"),
+    # endnotes of comment letters: a quoted title, its publisher and date; a press release; a preprint
+    ("“South Korea and France to Host Next Two AI Safety Summits,” Reuters, November 1, 2023.", "citation"),
+    ("NIH Clinical Center releases dataset of 32,000 CT images, NIH press release (July 20, 2018).", "citation"),
+    ("The pile: an 800gb dataset of diverse text for language modeling. arXiv: 2101.00027 [cs.CL].", "citation"),
+    ("The next AI Safety Summits will be held in South Korea and France in 2024.", None),
 ])
 def test_not_quotable(text, reason):
     assert not_quotable(clean_sentence(text)) == reason
@@ -419,6 +424,8 @@ def test_past_event_questions_want_a_reported_date():
     signed = "The order revoked Executive Order 14110 of October 30, 2023 (Safe, Secure, and Trustworthy AI)."
     assert answer_spans(signed, "When had the revoked order been signed?", "when")[0].text == "October 30, 2023"
     assert answer_spans(signed, "When did the agency first use the system?", "when") == []
+    letter = "West Hollywood | CA | 90069-4109 | United States opensource.org March 27, 2024 Mr. Bertram Lee National Telecommunications"
+    assert answer_spans(letter, "In what year did the executive director take up the post?", "when") == []  # the letter's own date
     reported = "On October 30, 2023, President Biden issued an Executive order on safe AI."
     assert answer_spans(reported, "When did the President issue the order on safe AI?", "when")[0].text == "October 30, 2023"
 

@@ -132,7 +132,11 @@ _LABEL = re.compile(r"^[A-Z][A-Z ,/&]{2,40}:\s+(?=[A-Z“\"(])")  # "DATES: Writ
 _CAPTION = re.compile(r"^(?:fig(?:ure)?\.?|table|exhibit|chart|box|diagram)\s*[A-Z]?\d+(?:\.\d+)?\s*[.:–-]?(?:\s|$)", re.I)
 _LEADIN_END = re.compile(r"(?::|\b(?:which|that|these|they|this|it)\s+(?:include|includes|are|is)|\binclud(?:e|es|ing)|"
                          r"\bthe following|\bas follows|\bsuch as|\bnamely|\bfollowing (?:\w+\s+){0,2}\w+)\s*[:,]?$", re.I)
-_CITATION_NOTE = re.compile(r"https?://|www\.|\bdoi\b|\bPub\. ?L\.|\bU\.S\.C\.|\bet al\.|\bSee,? e\.g\.|^See\b|\bId\.|\(\d{4}\)")
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+_CITATION_NOTE = re.compile(r"https?://|www\.|\bdoi\b|\bPub\. ?L\.|\bU\.S\.C\.|\bet al\.|\bSee,? e\.g\.|^See\b|\bId\.|\(\d{4}\)"
+                            r"|\barXiv\b|\bSSRN\b|\bpress release\b|\bWorking Paper\b"
+                            rf"|\(\s*{_MONTH} \d{{1,2}}, \d{{4}}\s*\)"  # "(July 20, 2018)"
+                            rf"|[”\"],? (?:[A-Z][\w.&’'-]*\s?){{1,4}}, {_MONTH} (?:\d{{1,2}}, )?\d{{4}}")  # "...,” Reuters, November 1, 2023"
 
 
 def unescape_markdown(text: str) -> str:

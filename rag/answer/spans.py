@@ -35,6 +35,7 @@ def past_event_question(question: str) -> bool:
 
 
 _DOC_DATE = re.compile(r"\b(?:Order|Memorandum|Proclamation|Directive|Memo)\s+(?:No\.\s*)?[\w.-]*\d[\w.-]*,?\s+of\s*$", re.I)
+_LETTER_DATE = re.compile(r"\W*(?:(?:From|To|Re|Subject|Attn|Via)\s*:|(?:Mr|Ms|Mrs|Dr)\.\s|Dear\b|The Honorable\b)", re.I)
 _ABOUT_DOCUMENT = re.compile(r"\b(?:sign|signed|issu\w*|order|memo\w*|proclamation|directive|dated|enact\w*)\b", re.I)
 _PRESCRIBES = re.compile(r"\b(?:shall|must|will|should|may|is to|are to|required to|no later than)\b", re.I)
 
@@ -46,7 +47,8 @@ def reports_event(sentence: str, span: Span, question: str) -> bool:
     only when the question asks when a document was signed or issued."""
     if span.weight == RELATIVE_DATE:
         return False
-    if _DOC_DATE.search(sentence[: span.start]) or not sentence[: span.start].strip():  # or a dateline opening the text
+    if _DOC_DATE.search(sentence[: span.start]) or not sentence[: span.start].strip() or _LETTER_DATE.match(sentence[span.end :]):
+        # or a dateline opening the text, or a letter's date (before its "From:", "Mr. ...", "Dear ...")
         return bool(_ABOUT_DOCUMENT.search(question))
     return not _PRESCRIBES.search(sentence)
 
