@@ -10,6 +10,8 @@ named country, company or court. When no sentence of the passages has one, the h
 the documents do not give it. The same holds for a quantity question answered only by spans of time
 ("what numerical target ...?" -> "within 120 days"), and for any question whose focus the passages
 barely mention (`focus`: "what tax credit percentage ...?" over a permitting order's passages).
+A number of the right kind somewhere is not enough either: the one quoted must measure what was asked
+(`lead_fits`: "How many repositories ...?" is not answered by the "100" of "100+ million developers").
 Pure functions, regexes only, like `qtypes`.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from rag.answer.focus import missing_focus
 from rag.answer.qtypes import MONTHS, agent_spans, classify, date_spans, number_spans, question_core
@@ -66,6 +69,7 @@ def _stem(word: str) -> str:
     return toks[0][:5] if toks else ""
 
 
+@lru_cache(maxsize=512)
 def counted_thing(question: str) -> str | None:
     """The head noun a "how many" question counts ("how many AI use cases did" -> "cases"), or None
     when it counts time (days, weeks) or nothing specific."""
@@ -237,6 +241,7 @@ _DURATION_Q = re.compile(r"\bhow long\b(?! (?:is|are|was|were) the\b)|\bhow many
 _MONEY_WORD = re.compile(r"\$|€|£|\b(?:dollars?|USD|euros?)\b", re.I)
 
 
+@lru_cache(maxsize=512)  # asked once per answer span of every candidate unit
 def measure_asked(question: str) -> str | None:
     """What the answer to a quantity question must measure, when the question says: a span of time ("how
     long", "how many weeks"), a number of the thing it counts ("how many repositories" -> "number of
