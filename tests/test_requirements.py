@@ -176,6 +176,8 @@ def test_a_number_of_something_else_is_no_answer():
 
     assert not lead_fits("How many repositories has GitHub disabled?", GITHUB, "100")
     assert lead_fits("How many developers use GitHub?", GITHUB, "100")  # "million developers" within the window
+    # the thing counted may be named well after the number, as the requirement reads it too (UNIT_WINDOW)
+    assert lead_fits("How many geothermal zones did the order ask Interior to designate?", GEOTHERMAL, "at least five regions")
     assert not lead_fits("What share of business owners plan to use AI for sales?", FORBES, "600 business")
     assert lead_fits("What share of policies aimed to modernize IT?", CSIS, "43%")
     assert not lead_fits("How much annual funding does it ask Congress to give NIST?", CSIS, "669 policies")

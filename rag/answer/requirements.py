@@ -26,8 +26,7 @@ from rag.answer.qtypes import MONTHS, agent_spans, classify, date_spans, number_
 from rag.answer.spans import counts_asked
 from rag.text.lexical import lexical_tokens
 
-UNIT_WINDOW = 20  # words after a number within which the counted thing must be named
-LEAD_WINDOW = 5  # ... and after the number quoted as the answer ("at least 20 science and technology challenges")
+UNIT_WINDOW = 20  # words after a number (in the passages, or the one quoted) within which the counted thing must be named
 _TIME = frozenset(["second", "minute", "hour", "day", "week", "month", "year", "decade", "business", "calendar"])
 _TIME_STEMS = frozenset(t[:5] for t in _TIME)  # as _stem gives them
 _GENERIC = frozenset(
@@ -285,7 +284,7 @@ def lead_fits(question: str, sentence: str, lead: str) -> bool:
     if at < 0:
         return False
     stem = _stem(thing)
-    window = sentence[at + len(lead):].split()[:LEAD_WINDOW]
+    window = sentence[at + len(lead):].split()[:UNIT_WINDOW]  # "at least five regions ... as Priority Geothermal Zones"
     return counts_asked(sentence, lead, question) or any(_stem(w) == stem for w in [*lead.split(), *window])
 
 
