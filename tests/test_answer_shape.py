@@ -248,6 +248,9 @@ def test_number_spans_keep_units_and_skip_identifiers():
     assert texts(number_spans("Comments were submitted over a seven-week span.")) == ["seven-week"]
     assert number_spans("Under M-24-10, Executive Order 14110 and 89 FR 14059, see Sec. 4.6 and NIST AI 100-1.") == []
     assert number_spans("9 In applicable situations, this will enable employers to offer reimbursement.") == []  # a footnote marker
+    # a spelled number counts only a plural noun, not a verb or pronoun that ends in s ("One thing that is ...")
+    assert number_spans("One commonality is that the licenses restrict use.") == []
+    assert number_spans("One thing that is important to keep in mind regarding countries") == []
 
 
 def test_a_bare_number_run_into_a_name_or_bracket_is_weak():

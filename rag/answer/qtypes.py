@@ -182,6 +182,7 @@ UNITS = _words("day days week weeks month months year years hour hours minute mi
                "gigawatts gigawatt watts parameters entities operations flops flop people workers comments sites "
                "regions models challenges agencies states actions members times dollars percent miles acres decades")
 _PLURAL_NUMS = _words("tens hundreds thousands millions billions dozens")
+_NOT_PLURAL = r"(?:is|was|has|does|this|its|his|thus|as|us|yes|less|unless|across|always|perhaps|whereas)"  # end in s, count nothing
 _SMALL = _words("a an and as at by for from in of on or the to with via into its their this that these those")
 
 
@@ -241,7 +242,7 @@ def number_spans(sentence: str) -> list[Span]:
         elif not digits:  # a spelled number counts only with its noun: "two frontier AI models", "tens of billions of parameters"
             word = txt.split()[-1].lower()
             m2 = re.match(r"\s+of\s+[a-z]\w*(?:\s+of\s+[a-z]\w*)?", rest) if word in _PLURAL_NUMS else \
-                re.match(r"(?:\s+(?!(?:of|the|and|or|to|in)\b)[\w-]+){0,3}?\s+[a-z][\w-]*s\b", rest)
+                re.match(rf"(?:\s+(?!(?:of|the|and|or|to|in)\b)[\w-]+){{0,3}}?\s+(?!{_NOT_PLURAL}\b)[a-z][\w-]*s\b", rest)
             if not m2:
                 continue
             b += m2.end()
