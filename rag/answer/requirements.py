@@ -127,13 +127,17 @@ def counts_thing(sentence: str, thing: str) -> bool:
     for s in number_spans(sentence):
         if s.weight < 0.9 and not any(_stem(w) == stem for w in s.text.split()):
             continue  # a bare small number or a period ("within 60 days") counts nothing
-        span_words = {_stem(w) for w in s.text.split()}
-        if span_words & _TIME_STEMS:
+        if {_stem(w) for w in s.text.split()} & _TIME_STEMS:
             continue
-        after = sentence[s.end :].split()[:UNIT_WINDOW]
-        if stem in span_words or any(_stem(w) == stem for w in after):
+        if _names_after(sentence, s.start, s.end, stem):
             return True
     return False
+
+
+def _names_after(sentence: str, start: int, end: int, stem: str) -> bool:
+    """Is the thing (its stem) named in the number sentence[start:end] or within UNIT_WINDOW words after it?"""
+    words = [*sentence[start:end].split(), *sentence[end:].split()[:UNIT_WINDOW]]
+    return any(_stem(w) == stem for w in words)
 
 
 _TIME_Q = re.compile(r"\bhow (?:long|soon|often|frequently|old)\b|\b(?:days?|weeks?|months?|years?|hours?|deadline|duration|period|"
@@ -280,12 +284,9 @@ def lead_fits(question: str, sentence: str, lead: str) -> bool:
         return bool(_SHARE.search(f"{lead} {after}"))
     if measure == "amount of money":
         return bool(_MONEY_WORD.search(f"{lead} {after}"))
-    thing = counted_thing(question) or ""
     if at < 0:
-        return False
-    stem = _stem(thing)
-    window = sentence[at + len(lead):].split()[:UNIT_WINDOW]  # "at least five regions ... as Priority Geothermal Zones"
-    return counts_asked(sentence, lead, question) or any(_stem(w) == stem for w in [*lead.split(), *window])
+        return False  # "at least five regions ... as Priority Geothermal Zones": named within the window, as counts_thing reads it
+    return counts_asked(sentence, lead, question) or _names_after(sentence, at, at + len(lead), _stem(counted_thing(question) or ""))
 
 
 def missing_answer_kind(question: str, sentences: Iterable[str]) -> str | None:
