@@ -137,7 +137,7 @@ def counts_thing(sentence: str, thing: str) -> bool:
 def _names_after(sentence: str, start: int, end: int, stem: str) -> bool:
     """Is the thing (its stem) named in the number sentence[start:end] or within UNIT_WINDOW words after it?"""
     words = [*sentence[start:end].split(), *sentence[end:].split()[:UNIT_WINDOW]]
-    return any(_stem(w) == stem for w in words)
+    return bool(stem) and any(_stem(w) == stem for w in words)  # no stem: a dash or bracket would match it
 
 
 _TIME_Q = re.compile(r"\bhow (?:long|soon|often|frequently|old)\b|\b(?:days?|weeks?|months?|years?|hours?|deadline|duration|period|"

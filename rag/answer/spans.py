@@ -23,7 +23,8 @@ _IDENT_Q = re.compile(rf"(?:^|\b(?:in|under|at|of) )(?:which|what) {MODIFIERS}(?
 _PERSON_Q = re.compile(r"\b(?:staffer|person|individual|contact|employee|named|name|whom)\b", re.I)
 
 
-_PAST_EVENT = re.compile(r"(?:\bwhen|^(?:in|on|during) (?:what|which) (?:[\w-]+ ){0,2}?(?:date|day|month|year)s?) (?:did|had|was|were)\b(?!.*\b(?:have|has|had|need|needs|needed|required|supposed|expected|"
+_PAST_EVENT = re.compile(r"(?:\bwhen|^(?:in|on|during) (?:what|which) (?:[\w-]+ ){0,2}?(?:date|day|month|year)s?) (?:did|had|was|were)\b"
+                         r"(?!.*\b(?:have|has|had|need|needs|needed|required|supposed|expected|"
                          r"due|allowed|given|asked|told|directed|ordered|instructed|must|deadline|to be)\b)", re.I)
 
 
