@@ -118,7 +118,7 @@ def test_train_scorer_with_a_reader_set(cli, capsys, built_fixture_index, tmp_pa
     out = tmp_path / "scorer"
     code, stdout, err = cli(capsys, "train", "scorer", "--policyqa", str(POLICYQA), "--obliqa", str(OBLIQA), "-o", str(out),
                             "--limit", "6", "--epochs", "1", "--max-length", "64", "--device", "cpu", "--pseudo", "0",
-                            "--reader", str(reader), "--reader-index", str(index), "--max-groups", "4", "--batch-groups", "4")
+                            "--reader", str(reader), "--reader-index", str(index), "--max-groups", "4", "--batch-groups", "4", "--reader-repeat", "2")
     assert code == 0, err
     info = json.loads((out / "scorer.json").read_text(encoding="utf-8"))
     groups = info["groups"]
@@ -128,7 +128,20 @@ def test_train_scorer_with_a_reader_set(cli, capsys, built_fixture_index, tmp_pa
     assert not set(split["train"]) & (set(split["test"]) | set(split["val"])) and len(split["test"]) == 1
     assert info["answerability_test"]["reader"]["n_neg"] >= 1  # the held-out letter's lists count in the answerability test
     assert f"--reader {reader}" in info["command"] and "--max-groups 4" in info["command"] and "--batch-groups 4" in info["command"]
+    assert "--reader-repeat 2" in info["command"] and info["config"]["reader_repeat"] == 2
     assert info["config"]["batch_groups"] == 4
     assert "Reader-written set" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     code, _, err = cli(capsys, "train", "scorer", "-o", str(tmp_path / "y"), "--reader", str(reader))
     assert code != 0 and "--reader-index" in err
+
+
+def test_epoch_groups_cap_the_development_sets_and_repeat_the_reader_set():
+    from rag.jobs.scorer.pipeline import epoch_groups
+    from rag.jobs.scorer.train import Config, Group
+
+    dev = [Group(f"q{i}", "p", ["n"], "obliqa") for i in range(10)]
+    own = [Group("r1", "p", ["n"], "reader-para"), Group("r2", "p", ["n"], "reader-sent", answerable=False)]
+    out = epoch_groups(dev + own, Config(max_groups=4, reader_repeat=3))
+    assert sum(g.source == "obliqa" for g in out) == 4 and len({g.query for g in out if g.source == "obliqa"}) == 4
+    assert [g.query for g in out if g.source.startswith("reader")] == ["r1", "r2"] * 3
+    assert epoch_groups(dev + own, Config()) == dev + own  # the defaults change nothing

@@ -31,6 +31,7 @@ def train_scorer(
     lr: Annotated[float, typer.Option("--lr", min=1e-7, max=1e-2, help="Encoder learning rate (the recipe: 7e-5).")] = 7e-5,
     reader: Annotated[Path | None, typer.Option("--reader", help="A reader-written question set (eval/paraphrased.jsonl format, topic_doc on unanswerables): a third set, split by document.")] = None,
     reader_index: Annotated[Path | None, typer.Option("--reader-index", help="The index of the --reader set's documents (rag index build --corpus DOCS --index DIR).")] = None,
+    reader_repeat: Annotated[int, typer.Option("--reader-repeat", min=1, help="Show each --reader group this many times per epoch (a few hundred in-domain groups beside ~8.5k development-set groups).")] = 1,
     batch_groups: Annotated[int, typer.Option("--batch-groups", min=1, help="Groups per step (the recipe: 32, i.e. 256 pairs; a CPU with 24 GiB needs 8 or fewer at --max-length 256).")] = 32,
     max_groups: Annotated[int | None, typer.Option("--max-groups", min=1, help="Sample this many PolicyQA/ObliQA/pseudo groups (a --reader set's groups are all kept).")] = None,
 ) -> None:
@@ -46,7 +47,7 @@ def train_scorer(
         info = service(settings()).train_scorer(policyqa, obliqa, out, seed=seed, epochs=epochs, device=device, max_minutes=max_minutes,
                                                 limit=limit, pseudo=pseudo, max_length=max_length, progress=progress,
                                                 base=str(base) if base else None, null_frac=null_frac, swap=swap, lr=lr,
-                                                reader=reader, reader_index=reader_index, max_groups=max_groups,
+                                                reader=reader, reader_index=reader_index, max_groups=max_groups, reader_repeat=reader_repeat,
                                                 batch_groups=batch_groups)
     typer.echo(summary(info, out))
 

@@ -42,6 +42,8 @@ def reproduce_command(policyqa: Path, obliqa: Path, out: Path, cfg: Config, devi
         parts += ["--max-groups", str(cfg.max_groups)]
     if reader is not None and reader_index is not None:
         parts += ["--reader", str(reader), "--reader-index", str(reader_index)]
+        if cfg.reader_repeat != DEFAULTS.reader_repeat:
+            parts += ["--reader-repeat", str(cfg.reader_repeat)]
     if cfg.base and cfg.base != base_default:
         parts += ["--base", cfg.base]
     return shlex.join(parts)

@@ -226,6 +226,7 @@ class Config:
     loss: str = "listwise"  # listwise | pointwise
     seed: int = SEED
     max_groups: int | None = None  # subsample the development-set groups (a reader set's groups are all kept)
+    reader_repeat: int = 1  # each reader-set group this many times per epoch: a few hundred in-domain groups beside ~8.5k others
     sentences: bool = True  # PolicyQA answer-sentence groups
     pseudo: int = 6000  # inverse-cloze pseudo-query groups from ObliQA training documents (3,303 mined)
     eval_every_epoch: bool = True  # validation after each epoch; the best epoch (mean MRR@10) is kept
