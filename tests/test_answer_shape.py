@@ -586,3 +586,20 @@ def test_attribution_flags_invented_facts_whatever_their_support(embedder):
     assert failures[1] == ["December 17, 2023"] and failures[2] == ["Executive Order 14179"] and failures[5] == ["March 29, 2024"]
     assert "“" not in fake_quote.text and "Chief Robot Officer" in fake_quote.text  # never shown as a quotation
     assert 0 not in failures
+
+
+def test_a_date_question_answered_only_by_a_bare_year_is_refused(embedder):
+    """"On what date did X publish ...?" with passages holding only the year of another release: the documents don't
+    say (no quote of "2019"); a passage with the full date answers it."""
+    from helpers import passage
+
+    from rag.answer.extractive import extractive
+
+    year_only = "Ever since the lab faced the choice of how to release its language model in 2019, new releases were staged."
+    p = [passage(year_only, chunk_id="y-0", source="letter.pdf", title="Letter", ordinal=0, rank=1)]
+    sents, _, _ = extractive("On what date did the lab publish the weights of its speech recognition model?", p, embedder)
+    assert sents == []
+    dated = year_only + " The lab published the weights of its speech recognition model on September 21, 2022."
+    p = [passage(dated, chunk_id="y-1", source="letter.pdf", title="Letter", ordinal=0, rank=1)]
+    sents, _, _ = extractive("On what date did the lab publish the weights of its speech recognition model?", p, embedder)
+    assert sents and sents[0].text.startswith("September 21, 2022")

@@ -184,6 +184,16 @@ def test_a_number_of_something_else_is_no_answer():
     assert lead_fits("How much money has the lab given out through its grants?", GRANTS, "over $1 million")
     assert not lead_fits("What penalty did NTIA propose for developers who publish dangerous weights?", SCALE, "at least tens of billions")
     assert lead_fits("What penalty does the bill set?", "Violators face a civil penalty of up to 10 percent of revenue.", "10 percent")
+    # money paid or given (an outlay) is not money something is worth; a penalty needs a sentence that names one
+    growth = "Foundation models may generate between $2.6 trillion to $4.4 trillion in economic growth."
+    assert not lead_fits("How much annual funding does the lab ask Congress to give NIST?", growth, "$2.6 trillion")
+    assert lead_fits("How much economic growth may foundation models generate?", growth, "$2.6 trillion")  # no outlay asked
+    assert lead_fits("How much does spending on open source add to GDP?",
+                     "Researchers estimated that investment in open source software was roughly $38 billion in 2019.", "roughly $38 billion")
+    assert lead_fits("How much did the model cost to train?", "Training it cost around $1.6 million.", "around $1.6 million")
+    value = "One study estimated the demand-side value of open source to be $8.8 trillion."
+    assert not lead_fits("What penalty does the group propose for companies that violate license terms?", value, "$8.8 trillion")
+    assert lead_fits("What penalty applies?", "Each violation may cost the provider up to $10,000.", "up to $10,000")
     assert lead_fits("How many days does the order give?", CAIO, "60 days")
     assert lead_fits("How long did the exercise last?", "Comments were submitted over a seven-week span.", "seven-week")
     assert not lead_fits("How long did the exercise last?", "Over 40 experts took part in the exercise.", "Over 40 experts")
@@ -213,3 +223,23 @@ def test_the_answerer_names_the_measure_it_did_not_find(built_fixture_index, emb
     a = answerer.ask("What share of the interconnection queue do solar projects make up?")
     assert a.refused and a.record["evidence"]["missing"] == "share or percentage"
     assert a.note == "the passages give no share or percentage"
+
+
+@pytest.mark.parametrize(
+    ("question", "lead", "fits"),
+    [
+        ("On what date did the lab publish the weights of its speech model?", "2019", False),  # a year, no day
+        ("On what date did the co-founder testify before the committee?", "Feb. 6, 2024", True),
+        ("In what month and year did the grassroots lab come into being?", "2019", False),
+        ("In what month and year did the grassroots lab come into being?", "July 2020", True),
+        ("In which month of 2024 was the summit scheduled to take place?", "2 November 2023", False),  # another year
+        ("In which month of 2024 was the summit scheduled to take place?", "May 2024", True),
+        ("When did the lab publish its license?", "2019", True),  # a year answers "when"
+        ("By what date does the group want standards finalised?", "2028", True),  # "by 2028" is a deadline
+        ("On what date must agencies designate a Chief AI Officer?", "within 60 days", True),  # no calendar date: other checks
+    ],
+)
+def test_a_date_must_be_as_fine_and_in_the_year_the_question_asks(question, lead, fits):
+    from rag.answer.requirements import date_fits
+
+    assert date_fits(question, lead) is fits

@@ -29,7 +29,7 @@ from rag.answer.evidence import Evidence, Unit, clean_sentence, not_quotable, pa
 from rag.answer.instructions import without_instructions
 from rag.answer.prompts import neutralise_markers
 from rag.answer.qtypes import TYPED, classify, date_spans
-from rag.answer.requirements import lead_fits, measure_asked
+from rag.answer.requirements import date_fits, lead_fits, measure_asked
 from rag.answer.shapes import (
     DEADLINE_WINDOW,
     EXACT_DATE_BONUS,
@@ -227,6 +227,8 @@ def score_candidates(question: str, passages: Sequence[Passage], ev: Evidence, e
             spans = scored_answer_spans(u.text, question, qtype)
             if measured:  # only a number of what the question counts (or money, a share, a penalty) is a lead
                 spans = [(sc_, sp) for sc_, sp in spans if lead_fits(question, u.text, sp.text)]
+            elif qtype == "when":  # only a date as fine, and in the year, the question asks for
+                spans = [(sc_, sp) for sc_, sp in spans if date_fits(question, sp.text)]
             if spans:
                 score, span = spans[0]
                 if score >= MIN_LEAD and not (qtype == "when" and off_question(question, u.text)):

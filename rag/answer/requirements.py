@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
+from rag.answer.facts import parse_date
 from rag.answer.focus import missing_focus
 from rag.answer.qtypes import MONTHS, agent_spans, classify, date_spans, number_spans, question_core
 from rag.answer.spans import counts_asked
@@ -238,7 +239,13 @@ _SHARE_Q = re.compile(r"\b(?:what|which|how (?:large|big|small)(?: an?)?)\s+(?:[
 _SHARE = re.compile(r"%|\bper ?cent\b|\b(?:half|halves|thirds?|quarters?|fifths?|tenths?|majority|minority)\b"
                     r"|\b(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten) (?:in|out of) (?:every )?\w+", re.I)
 _PENALTY_Q = re.compile(r"\b(?:penalt(?:y|ies)|fines?|sanctions?)\b", re.I)
-_PENALTY = re.compile(r"\b(?:penal\w*|fine[sd]?|sanction\w*|liab\w*|prosecut\w*|prison|imprison\w*|criminal|debar\w*)\b", re.I)
+_PENALTY = re.compile(r"\b(?:penal\w*|fine[sd]?|sanction\w*|liab\w*|prosecut\w*|prison|imprison\w*|criminal|debar\w*|"
+                      r"violat\w*|breach\w*)\b", re.I)
+# money that someone pays or is given (an outlay), as opposed to money something is worth ("$8.8 trillion" of value,
+# "$2.6 trillion in economic growth"): a question asking for an outlay is answered by an amount said to be paid
+_OUTLAY = re.compile(r"\b(?:fund\w*|grant\w*|appropriat\w*|budget\w*|award\w*|prizes?|donat\w*|allocat\w*|invest\w*|"
+                     r"spen[dt]\w*|costs?|costing|costly|price[sd]?|pric(?:ing|ey)|pa(?:y|ys|id|ying|yment\w*)|fees?|"
+                     r"charg\w*|expens\w*|give[ns]?|gave|giving|salar\w*|subsid\w*|financ\w*|loans?|raise[ds]?)\b", re.I)
 _DURATION_Q = re.compile(r"\bhow long\b(?! (?:is|are|was|were) the\b)|\bhow many (?:more )?(?:business |calendar )?"
                          r"(?:hours|days|weeks|months|years|decades)\b", re.I)
 _MONEY_WORD = re.compile(r"\$|€|£|\b(?:dollars?|USD|euros?)\b", re.I)
@@ -278,15 +285,35 @@ def lead_fits(question: str, sentence: str, lead: str) -> bool:
     after = " ".join(sentence[at + len(lead):].split()[:3]) if at >= 0 else ""
     if measure == "span of time":  # "how long did the exercise last?" is not answered by "40 experts"
         return any(_stem(w) in _TIME_STEMS for w in f"{lead} {after}".replace("-", " ").split())
-    if measure == "penalty":
-        return bool(_PENALTY.search(sentence) or _MONEY_WORD.search(f"{lead} {after}"))
+    if measure == "penalty":  # "$8.8 trillion" of value is no penalty: the sentence must speak of one
+        return bool(_PENALTY.search(sentence))
     if measure == "share or percentage":
         return bool(_SHARE.search(f"{lead} {after}"))
-    if measure == "amount of money":
-        return bool(_MONEY_WORD.search(f"{lead} {after}"))
+    if measure == "amount of money":  # "how much funding ..." is not answered by "$2.6 trillion in economic growth"
+        return bool(_MONEY_WORD.search(f"{lead} {after}")) and (not _OUTLAY.search(question) or bool(_OUTLAY.search(sentence)))
     if at < 0:
         return False  # "at least five regions ... as Priority Geothermal Zones": named within the window, as counts_thing reads it
     return counts_asked(sentence, lead, question) or _names_after(sentence, at, at + len(lead), _stem(counted_thing(question) or ""))
+
+
+_FINE_DATE_Q = re.compile(r"\b(?:on|in) (?:what|which) (?:exact |calendar )?(?:date|day|month)\b|\b(?:what|which) month\b", re.I)
+_YEAR_PIN_Q = re.compile(r"\b(?:month|day|date|week|season|quarter)s? (?:of|in|during) ((?:19|20)\d{2})\b", re.I)
+
+
+@lru_cache(maxsize=512)
+def date_fits(question: str, lead: str) -> bool:
+    """Is the date `lead` as fine and in the year a when-question asks? "On what date / In which month did X
+    happen?" is not answered by a bare year ("2019": it says nothing of the day or month asked, and is mostly
+    the year of something else); "In which month of 2024 ...?" not by a date in another year ("2 November 2023").
+    A relative span ("within 60 days") or a lead that is no calendar date is left to the other checks."""
+    date = parse_date(lead)
+    if date is None:
+        return True
+    year, month, _ = date
+    if _FINE_DATE_Q.search(question) and year is not None and month is None:
+        return False
+    pin = _YEAR_PIN_Q.search(question)
+    return not (pin and year is not None and year != int(pin.group(1)))
 
 
 def missing_answer_kind(question: str, sentences: Iterable[str]) -> str | None:
