@@ -260,6 +260,18 @@ def test_a_bare_number_run_into_a_name_or_bracket_is_weak():
     weights = lambda s: {x.text: x.weight for x in number_spans(s)}  # noqa: E731
     assert weights("instruments for determining that a model poses 37 Microsoft is a founding member")["37"] < 0.55
     assert weights("EleutherAI is a 501(c)(3) research organization")["501"] < 0.55
+    # a number closing a name ("Llama 2", "Phase 2") is part of it; a sentence's first word ("The 40") is not a name
+    assert weights("Meta said Llama 2 outperforms others on most benchmarks")["2 outperforms"] < 0.55
+    assert weights("Llama 2 outperforms GPT-3 on many benchmarks")["2 outperforms"] < 0.55
+    assert weights("The 40 experts met twice") == {"40 experts": 1.0}
+    assert weights("Exports Program. (a) Within 90 days of the date of this order") == {"90 days": 1.0}
+    # a possessive owns its number, and "100B" is a magnitude ("Yandex’s 100B parameter language model")
+    assert weights("the notable addition of Russia due to Yandex’s 100B parameter language model.") == {"100B": 1.0}
+    assert weights("the lab trained Yandex’s 100 models") == {"100 models": 1.0}
+    assert weights("Over 350 people were involved") == {"Over 350 people": 1.0}
+    # "several" counts nothing: no answer to "how many evaluations ...?", while "two" and "tens of thousands" are
+    assert weights("However, several evaluations of various models have not shown risk")["several evaluations"] < 0.55
+    assert weights("We ran two evaluations and read tens of thousands of papers") == {"two evaluations": 1.0, "tens of thousands of papers": 1.0}
     assert weights("Contents Executive Summary 3 Part A 2.1 The limits of current approaches")["2.1"] < 0.55
     assert weights("The study found 669 of the policies aimed at modernization.")["669"] == 1.0
     assert weights("Over 100+ million developers use the platform.")["Over 100"] == 1.0
@@ -326,6 +338,11 @@ def test_answer_spans_skip_what_the_question_already_says():
     ("“South Korea and France to Host Next Two AI Safety Summits,” Reuters, November 1, 2023.", "citation"),
     ("NIH Clinical Center releases dataset of 32,000 CT images, NIH press release (July 20, 2018).", "citation"),
     ("The pile: an 800gb dataset of diverse text for language modeling. arXiv: 2101.00027 [cs.CL].", "citation"),
+    ("UK Department for Science, “International Scientific Report on Advanced AI Safety: Panel Members,” February 1, 2024.", "citation"),
+    ("He called the plan “ambitious,” and agencies began work in March 2024.", None),
+    ("See Arvind Narayanan and Says Kapoor, AI safety is not a model property, AI Snake Oil, Mar. 12, 2024, https://www.aisnakeoil.com/p/x.",
+     "citation"),
+    ("Seeing the risks identified in 2024, every agency must test its AI systems before use.", None),
     ("The next AI Safety Summits will be held in South Korea and France in 2024.", None),
 ])
 def test_not_quotable(text, reason):
@@ -603,3 +620,24 @@ def test_a_date_question_answered_only_by_a_bare_year_is_refused(embedder):
     p = [passage(dated, chunk_id="y-1", source="letter.pdf", title="Letter", ordinal=0, rank=1)]
     sents, _, _ = extractive("On what date did the lab publish the weights of its speech recognition model?", p, embedder)
     assert sents and sents[0].text.startswith("September 21, 2022")
+
+
+def test_a_name_cut_at_a_hyphen_is_no_answer():
+    """PDF text splits "GPT-3.5-Turbo and GPT-4" into a capitalised run "Turbo and GPT-": no who-answer."""
+    from rag.answer.spans import scored_answer_spans
+
+    s = ("For example, we recently partnered with Microsoft to disrupt the operations of a number of nation-state cyber "
+         "threat actors who were abusing our GPT-3.5-Turbo and GPT-4 models to assist in cyberoffensive operations.")
+    spans = [sp.text for _, sp in scored_answer_spans(s, "Which named nation-state hacking groups did OpenAI disrupt?", "who")]
+    assert not any(t.rstrip().endswith("-") for t in spans)
+
+
+def test_a_weak_number_is_no_lead_even_right_after_a_question_word():
+    """A number of weight below 0.5 (a footnote marker, "Llama 2", "several") stays no answer although it sits where an
+    answer usually does ("we had several motivations" for "How many times has ... been downloaded?")."""
+    from rag.answer.spans import scored_answer_spans
+
+    q = "How many times has GPT-J-6B been downloaded since its release?"
+    assert scored_answer_spans("As we wrote at the time, we had several motivations for this new release.", q, "how_many") == []
+    assert scored_answer_spans("Meta said Llama 2 outperforms GPT-3 on most benchmarks.", q, "how_many") == []
+    assert [sp.text for _, sp in scored_answer_spans("It has been downloaded 25 million times.", q, "how_many")] == ["25 million times"]

@@ -136,7 +136,8 @@ _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _CITATION_NOTE = re.compile(r"https?://|www\.|\bdoi\b|\bPub\. ?L\.|\bU\.S\.C\.|\bet al\.|\bSee,? e\.g\.|^See\b|\bId\.|\(\d{4}\)"
                             r"|\barXiv\b|\bSSRN\b|\bpress release\b|\bWorking Paper\b"
                             rf"|\(\s*{_MONTH} \d{{1,2}}, \d{{4}}\s*\)"  # "(July 20, 2018)"
-                            rf"|[”\"],? (?:[A-Z][\w.&’'-]*\s?){{1,4}}, {_MONTH} (?:\d{{1,2}}, )?\d{{4}}")  # "...,” Reuters, November 1, 2023"
+                            rf"|[”\"],? (?:[A-Z][\w.&’'-]*\s?){{1,4}}, {_MONTH} (?:\d{{1,2}}, )?\d{{4}}"  # "...,” Reuters, November 1, 2023"
+                            rf"|,[”\"] (?:{_MONTH} (?:\d{{1,2}}, )?\d{{4}}|\d{{1,2}} {_MONTH} \d{{4}})")  # "“Report ...,” February 1, 2024"
 
 
 def unescape_markdown(text: str) -> str:
@@ -199,6 +200,8 @@ def not_quotable(sentence: str) -> str | None:
         return "fragment"
     if s[0].islower() and not _ENUM.match(s):
         return "fragment"  # the tail of a sentence cut by a chunk or page boundary
+    if re.match(r"(?:See|Cf\.|Id\.)(?:,? e\.g\.,?)?\s", s) and re.search(r"https?://|www\.|\b(?:19|20)\d{2}\b", s):
+        return "citation"  # "See Arvind Narayanan and Sayash Kapoor, AI safety is not ..., Mar. 12, 2024, https://...": a footnote
     if _CITATION_NOTE.search(s) and (len(re.sub(r"\S*(?:https?://|www\.)\S*", "", s).split()) < 16
                                      or not re.search(r"\b(?:must|shall|should|will|may|can|is|are|was|were)\b", s)):
         return "citation"  # a footnote's reference, not a statement

@@ -211,6 +211,28 @@ def identifier_spans(sentence: str) -> list[Span]:
     return [Span(m.start(), m.end(), m.group(0).strip(), "identifier") for m in _IDENT_RE.finditer(sentence)]
 
 
+def _closes_name(sentence: str, at: int) -> bool:
+    """Does the number at `at` follow a capitalised word ("Llama 2", "Phase 2", "Gemini 1.5")? A capitalised
+    function word ("The 40 experts", "(a) Within 90 days") or a month ("March 5") does not make one."""
+    prev = re.search(r"([A-Za-z][\w’'-]*)[\s-]$", sentence[:at])
+    word = prev.group(1) if prev else ""
+    if not word or not word[0].isupper() or word.isupper() or re.fullmatch(MONTHS, word, re.I) or re.search(r"[’']s?$", word):
+        return False  # (a possessive owns the number: "Yandex’s 100B parameter model")
+    return word.lower() not in _STARTERS  # "The 40 experts", "(a) Within 90 days": no name
+
+
+# words that open a sentence or clause before a count ("Over 350 people", "The 40 experts"): not names
+_STARTERS = frozenset(
+    [
+        "the", "a", "an", "over", "about", "around", "nearly", "almost", "some", "only", "all", "just", "roughly",
+        "approximately", "more", "less", "fewer", "up", "at", "by", "in", "on", "of", "for", "with", "within",
+        "after", "before", "since", "from", "to", "these", "those", "its", "their", "our", "his", "her", "each",
+        "every", "another", "other", "additional", "further", "exactly", "and", "but", "then", "now", "today",
+        "than", "under", "below", "above", "between", "among", "per", "least", "most",
+    ]
+)
+
+
 def number_spans(sentence: str) -> list[Span]:
     """Numbers, amounts, durations and frequencies, with their unit: "$500 million", "over 10,000", "60 days".
 
@@ -234,6 +256,8 @@ def number_spans(sentence: str) -> list[Span]:
         if re.fullmatch(r"(?:19|20)\d{2}", txt.strip()):
             continue  # a bare year is a date, not a count
         digits = any(c.isdigit() for c in txt)
+        if digits and re.match(r"[BMKT](?![A-Za-z])", sentence[b:]):
+            b += 1  # "100B parameter", "7B model": a magnitude suffix, not a run-in capital
         rest = sentence[b:]
         unit = re.match(r"(?:[\s-]+)([A-Za-z][\w-]*)", rest)
         noun = unit.group(1) if unit else ""
@@ -250,6 +274,10 @@ def number_spans(sentence: str) -> list[Span]:
         # a bare small number is often an index; a bare number run into a capitalised word, a bracket or another
         # number ("poses 37 Microsoft is", "501(c)(3)", "2.1 Part A") is a footnote, page, section or address
         weight = 0.4 if bare and (re.fullmatch(r"\d{1,2}", txt.strip()) or not re.match(r"\+?\s+[a-z]", sentence[b:])) else 1.0
+        if _closes_name(sentence, a) and re.fullmatch(r"\d+(?:\.\d+)?", txt.strip()):
+            weight = 0.4  # "Llama 2 outperforms", "Phase 2 of": a number closing a name is part of it, no count
+        if txt.strip().lower() == "several":
+            weight = 0.4  # "several evaluations" counts nothing a reader asked "how many" for: no answer lead
         out.append(Span(a, b, sentence[a:b].strip(), "number", weight))
         taken.append((a, b))
     for s in date_spans(sentence):  # "within 60 days" is also a duration

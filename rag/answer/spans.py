@@ -100,8 +100,10 @@ def scored_answer_spans(sentence: str, question: str, qtype: str) -> list[tuple[
     past = qtype == "when" and past_event_question(question)
     for s in spans_for(sentence, qtype):
         stoks = {_stem(t) for t in lexical_tokens(s.text)}
-        if not stoks or stoks <= qtoks or s.text.lower() in qnorm:
-            continue
+        if not stoks or stoks <= qtoks or s.text.lower() in qnorm or s.text.rstrip().endswith(("-", "–")):
+            continue  # (a span cut at a hyphen, "Turbo and GPT-", is a name broken by the text's extraction)
+        if s.kind == "number" and s.weight < 0.5:
+            continue  # a footnote marker, the number of a name ("Llama 2"), "several": never an answer, whatever its place
         if s.kind == "date" and past and not reports_event(sentence, s, question):
             continue  # "within 30 days of this order ... shall" says when it must happen, not when it did
         if s.kind == "date" and {t for t in stoks if not (t.isdigit() and len(t) <= 2)} <= qtoks:
