@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from rag.text.lexical import STOPWORDS
+
 QType = Literal["when", "who", "how_many", "which", "summary", "yesno", "other"]
 TYPED: frozenset[str] = frozenset({"when", "who", "how_many", "which"})  # types whose answer is a span
 
@@ -222,15 +224,9 @@ def _closes_name(sentence: str, at: int) -> bool:
 
 
 # words that open a sentence or clause before a count ("Over 350 people", "The 40 experts"): not names
-_STARTERS = frozenset(
-    [
-        "the", "a", "an", "over", "about", "around", "nearly", "almost", "some", "only", "all", "just", "roughly",
-        "approximately", "more", "less", "fewer", "up", "at", "by", "in", "on", "of", "for", "with", "within",
-        "after", "before", "since", "from", "to", "these", "those", "its", "their", "our", "his", "her", "each",
-        "every", "another", "other", "additional", "further", "exactly", "and", "but", "then", "now", "today",
-        "than", "under", "below", "above", "between", "among", "per", "least", "most",
-    ]
-)
+_STARTERS = STOPWORDS | _words("over around nearly almost some only just roughly approximately more less fewer up within "
+                               "after before since his her every another additional further exactly now today below "
+                               "above between among per least most")
 
 
 def number_spans(sentence: str) -> list[Span]:
@@ -274,7 +270,7 @@ def number_spans(sentence: str) -> list[Span]:
         # a bare small number is often an index; a bare number run into a capitalised word, a bracket or another
         # number ("poses 37 Microsoft is", "501(c)(3)", "2.1 Part A") is a footnote, page, section or address
         weight = 0.4 if bare and (re.fullmatch(r"\d{1,2}", txt.strip()) or not re.match(r"\+?\s+[a-z]", sentence[b:])) else 1.0
-        if _closes_name(sentence, a) and re.fullmatch(r"\d+(?:\.\d+)?", txt.strip()):
+        if re.fullmatch(r"\d+(?:\.\d+)?", txt.strip()) and _closes_name(sentence, a):
             weight = 0.4  # "Llama 2 outperforms", "Phase 2 of": a number closing a name is part of it, no count
         if txt.strip().lower() == "several":
             weight = 0.4  # "several evaluations" counts nothing a reader asked "how many" for: no answer lead
