@@ -139,6 +139,9 @@ _CITATION_NOTE = re.compile(r"https?://|www\.|\bdoi\b|\bPub\. ?L\.|\bU\.S\.C\.|\
                             rf"|[”\"],? (?:[A-Z][\w.&’'-]*\s?){{1,4}}, {_MONTH} (?:\d{{1,2}}, )?\d{{4}}"  # "...,” Reuters, November 1, 2023"
                             rf"|,[”\"] (?:{_MONTH} (?:\d{{1,2}}, )?\d{{4}}|\d{{1,2}} {_MONTH} \d{{4}})")  # "“Report ...,” February 1, 2024"
 
+# a footnote pointing to its source opens with "See" / "Cf." / "Id.": with a year or a link it is one, however long
+_REFERENCE_LEAD = re.compile(r"(?:See|Cf\.|Id\.)(?:,? e\.g\.,?)?\s")
+
 
 def unescape_markdown(text: str) -> str:
     """Markdown sources escape list markers and brackets ("\\(b\\)"): the reader sees "(b)"."""
@@ -200,7 +203,7 @@ def not_quotable(sentence: str) -> str | None:
         return "fragment"
     if s[0].islower() and not _ENUM.match(s):
         return "fragment"  # the tail of a sentence cut by a chunk or page boundary
-    if re.match(r"(?:See|Cf\.|Id\.)(?:,? e\.g\.,?)?\s", s) and re.search(r"https?://|www\.|\b(?:19|20)\d{2}\b", s):
+    if _REFERENCE_LEAD.match(s) and re.search(r"https?://|www\.|\b(?:19|20)\d{2}\b", s):
         return "citation"  # "See Arvind Narayanan and Sayash Kapoor, AI safety is not ..., Mar. 12, 2024, https://...": a footnote
     if _CITATION_NOTE.search(s) and (len(re.sub(r"\S*(?:https?://|www\.)\S*", "", s).split()) < 16
                                      or not re.search(r"\b(?:must|shall|should|will|may|can|is|are|was|were)\b", s)):

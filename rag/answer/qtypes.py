@@ -213,6 +213,12 @@ def identifier_spans(sentence: str) -> list[Span]:
     return [Span(m.start(), m.end(), m.group(0).strip(), "identifier") for m in _IDENT_RE.finditer(sentence)]
 
 
+# words that open a sentence or clause before a count ("Over 350 people", "The 40 experts"): not names
+_STARTERS = STOPWORDS | _words("over around nearly almost some only just roughly approximately more less fewer up within "
+                               "after before since his her every another additional further exactly now today below "
+                               "above between among per least most")
+
+
 def _closes_name(sentence: str, at: int) -> bool:
     """Does the number at `at` follow a capitalised word ("Llama 2", "Phase 2", "Gemini 1.5")? A capitalised
     function word ("The 40 experts", "(a) Within 90 days") or a month ("March 5") does not make one."""
@@ -221,12 +227,6 @@ def _closes_name(sentence: str, at: int) -> bool:
     if not word or not word[0].isupper() or word.isupper() or re.fullmatch(MONTHS, word, re.I) or re.search(r"[’']s?$", word):
         return False  # (a possessive owns the number: "Yandex’s 100B parameter model")
     return word.lower() not in _STARTERS  # "The 40 experts", "(a) Within 90 days": no name
-
-
-# words that open a sentence or clause before a count ("Over 350 people", "The 40 experts"): not names
-_STARTERS = STOPWORDS | _words("over around nearly almost some only just roughly approximately more less fewer up within "
-                               "after before since his her every another additional further exactly now today below "
-                               "above between among per least most")
 
 
 def number_spans(sentence: str) -> list[Span]:
@@ -247,9 +247,10 @@ def number_spans(sentence: str) -> list[Span]:
         a, b = m.start(), m.end()
         txt = m.group(0)
         glued = (a > 0 and sentence[a - 1] in "-–.§/") or (b < len(sentence) and sentence[b] in "-–/" and not sentence[b + 1 : b + 2].isalpha())
-        if not txt.strip() or glued or _overlaps((a, b), taken):
+        t = txt.strip()
+        if not t or glued or _overlaps((a, b), taken):
             continue  # part of an identifier or a range ("M-24-10", "2024-03"), or already taken
-        if re.fullmatch(r"(?:19|20)\d{2}", txt.strip()):
+        if re.fullmatch(r"(?:19|20)\d{2}", t):
             continue  # a bare year is a date, not a count
         digits = any(c.isdigit() for c in txt)
         if digits and re.match(r"[BMKT](?![A-Za-z])", sentence[b:]):
@@ -266,15 +267,14 @@ def number_spans(sentence: str) -> list[Span]:
             if not m2:
                 continue
             b += m2.end()
-        bare = b == m.end() and re.fullmatch(r"[\d,.]+", txt.strip())
-        # a bare small number is often an index; a bare number run into a capitalised word, a bracket or another
-        # number ("poses 37 Microsoft is", "501(c)(3)", "2.1 Part A") is a footnote, page, section or address
-        weight = 0.4 if bare and (re.fullmatch(r"\d{1,2}", txt.strip()) or not re.match(r"\+?\s+[a-z]", sentence[b:])) else 1.0
-        if re.fullmatch(r"\d+(?:\.\d+)?", txt.strip()) and _closes_name(sentence, a):
-            weight = 0.4  # "Llama 2 outperforms", "Phase 2 of": a number closing a name is part of it, no count
-        if txt.strip().lower() == "several":
-            weight = 0.4  # "several evaluations" counts nothing a reader asked "how many" for: no answer lead
-        out.append(Span(a, b, sentence[a:b].strip(), "number", weight))
+        bare = b == m.end() and re.fullmatch(r"[\d,.]+", t)
+        # no count (weight 0.4, never an answer lead): a bare small number is often an index; a bare number run into a
+        # capitalised word, a bracket or another number ("poses 37 Microsoft is", "501(c)(3)", "2.1 Part A") is a
+        # footnote, page, section or address; a number closing a name ("Llama 2 outperforms", "Phase 2 of") is part of
+        # it; "several evaluations" counts nothing a reader asked "how many" for
+        no_count = (bare and (re.fullmatch(r"\d{1,2}", t) or not re.match(r"\+?\s+[a-z]", sentence[b:]))) \
+            or (re.fullmatch(r"\d+(?:\.\d+)?", t) and _closes_name(sentence, a)) or t.lower() == "several"
+        out.append(Span(a, b, sentence[a:b].strip(), "number", 0.4 if no_count else 1.0))
         taken.append((a, b))
     for s in date_spans(sentence):  # "within 60 days" is also a duration
         if s.weight < 1.0 and not re.fullmatch(r"(?:19|20)\d{2}", s.text) and not _overlaps((s.start, s.end), [(x.start, x.end) for x in out]):
