@@ -155,8 +155,7 @@ def main() -> None:
                   f"{st['unanswerable_refused']}/{st['unanswerable']}, key fact {st['key_fact']}/{st['answerable']}, gold document "
                   f"{st['gold_doc']}/{st['gold_doc_of']}, balanced accuracy {st['balanced_accuracy']:.3f}")
         ranked = sweep(sets, _grid(*a.floors), _grid(*a.probabilities), _grid(*a.sentences))
-        base = next(x for x in ranked if (x[1], x[2], x[3]) == (d["floor"], d["probability"], d["sentence"])) if any(
-            (x[1], x[2], x[3]) == (d["floor"], d["probability"], d["sentence"]) for x in ranked) else None
+        base = next((x for x in ranked if (x[1], x[2], x[3]) == (d["floor"], d["probability"], d["sentence"])), None)
         for mean, f, p, s in ranked[: a.top]:
             print(f"floor {f:.3f}  probability {p:.3f}  sentence {s:.2f}: mean balanced accuracy {mean:.4f}")
         print(f"{len(ranked)} settings over {len(sets)} sets; best {ranked[0][0]:.4f}"
